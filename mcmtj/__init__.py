@@ -1,0 +1,31 @@
+"""mcmtj: Monte Carlo variability studies of neural networks in MTJ crossbars.
+
+Typical use::
+
+    import mcmtj
+    study = mcmtj.load_study("studies/quickstart.toml")
+    ds = mcmtj.simulate(study, seed=1)
+    mcmtj.save(ds, "quickstart.nc")
+"""
+
+__version__ = "0.1.0"
+
+from .config import ConfigError, Study, load_study  # noqa: E402
+from .engine import prepare, simulate  # noqa: E402
+from .results import open_results, save  # noqa: E402
+from .solutions import SolutionSet, load_nist_solutions, load_solutions, save_solutions  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "Study",
+    "load_study",
+    "prepare",
+    "simulate",
+    "save",
+    "open_results",
+    "SolutionSet",
+    "load_nist_solutions",
+    "load_solutions",
+    "save_solutions",
+]

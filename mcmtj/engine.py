@@ -1,0 +1,336 @@
+"""Monte Carlo engine: ``simulate(study) -> xarray.Dataset``.
+
+Sweep points x solutions x instances. Each instance is a fresh physical array set
+(devices, defects, write, read, inference) simulated by the fused numba kernel in
+:mod:`mcmtj._engine_kernels`; Python only loops over sweep points and chunks of
+instances. Instance ``i`` of solution ``s`` at point ``p`` draws its random
+numbers from streams keyed by ``(seed, p, s, i)`` alone (:mod:`mcmtj._rng`), so a
+Dataset is bit-identical for any thread count, chunk size or executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import xarray as xr
+
+from . import _engine_kernels as K
+from . import schema
+from ._rng import instance_key
+from .array import WRITE_FIXED, WRITE_IDEAL, WRITE_PHYSICS, check_fit
+from .config import Study
+from .data import DataSplit, load_nist_wine, load_wine
+from .device import nominal_conductances
+from .solutions import SolutionSet, load_nist_solutions, load_solutions
+
+__all__ = ["simulate", "prepare", "Prepared"]
+
+_MODES = {"ideal": WRITE_IDEAL, "fixed": WRITE_FIXED, "physics": WRITE_PHYSICS}
+#: instances of one solution handled by one parallel task inside the kernel
+_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a study needs besides its config: the solution set and the data split."""
+
+    solutions: SolutionSet
+    data: DataSplit
+
+
+def prepare(study: Study, solutions: SolutionSet | None = None,
+            data: DataSplit | None = None) -> Prepared:
+    """Load (or train) the solution set and load the data split a study names.
+
+    Parameters
+    ----------
+    study : Study
+    solutions, data : optional
+        Given objects are used as they are instead of what the study names.
+
+    Raises
+    ------
+    FileNotFoundError
+        A data or solution path of the study does not exist (the message names it).
+    ValueError
+        A layer does not fit on the study's arrays, or the data and the network disagree.
+    """
+    net = study.network
+    if data is None:
+        if net.dataset == "nist":
+            data = load_nist_wine(study.resolve_path(net.nist_path))
+        else:
+            data = load_wine(encoding=net.encoding)
+    if solutions is None:
+        if net.source == "nist":
+            solutions = load_nist_solutions(study.resolve_path(net.nist_path))
+        elif net.source == "file":
+            if not net.solutions_path:
+                raise FileNotFoundError("network.solutions_path is empty but network.source = 'file'")
+            solutions = load_solutions(study.resolve_path(net.solutions_path))
+        else:
+            from .trainer import BinaryMLP
+
+            model = BinaryMLP(
+                hidden=net.hidden, weights=net.weights, n_solutions=net.n_solutions,
+                epochs=net.epochs, hidden_activation=net.hidden_activation,
+                random_state=net.train_seed,
+            ).fit(data.X_train, data.y_train)
+            solutions = model.to_solutions(name=f"BinaryMLP {net.weights} seed {net.train_seed}")
+    if net.max_solutions and net.max_solutions < solutions.n_solutions:
+        solutions = solutions.subset(np.arange(net.max_solutions))
+    n_features = solutions.layer_shapes[0][0]
+    if data.X_train.shape[1] != n_features:
+        raise ValueError(
+            f"data has {data.X_train.shape[1]} features but the network's first layer has "
+            f"{n_features} inputs"
+        )
+    check_fit(solutions.layer_shapes, study.array.rows, study.array.cols)
+    return Prepared(solutions, data)
+
+
+def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
+    d, df, w = study.device, study.defects, study.write
+    g_p, g_ap = nominal_conductances(d)
+    fp = np.zeros(K.N_FP)
+    fp[K.F_D0] = d.diameter
+    fp[K.F_SD] = d.diameter_sigma
+    fp[K.F_RA0] = d.resistance_area
+    fp[K.F_SRA] = d.resistance_area_sigma
+    fp[K.F_TMR0] = d.tmr
+    fp[K.F_STMR] = d.tmr_sigma
+    fp[K.F_VH] = d.tmr_bias_voltage
+    fp[K.F_DSAT] = d.delta_sat
+    fp[K.F_DC] = d.critical_diameter
+    fp[K.F_SDELTA] = d.delta_sigma
+    fp[K.F_JC] = d.jc_ap_to_p
+    fp[K.F_JCASYM] = d.jc_asymmetry
+    fp[K.F_SJC] = d.jc_sigma
+    fp[K.F_TAU0] = d.tau0
+    fp[K.F_TAUD] = d.tau_d
+    fp[K.F_BETA] = d.beta
+    fp[K.F_STUCK_P] = df.stuck_p
+    fp[K.F_STUCK_AP] = df.stuck_ap
+    fp[K.F_SHORT] = df.short
+    fp[K.F_OPEN] = df.open
+    fp[K.F_DISPERSION] = df.dispersion
+    fp[K.F_RSHORT] = df.r_short
+    fp[K.F_ERROR_RATE] = w.error_rate
+    fp[K.F_VW] = w.voltage
+    fp[K.F_TW] = w.pulse_width
+    fp[K.F_DG_NOM] = g_p - g_ap
+    fp[K.F_THRESHOLD] = study.network.threshold
+    ip = np.zeros(K.N_IP, np.int64)
+    ip[K.I_VARIATION] = d.variation
+    ip[K.I_MODE] = _MODES[w.mode]
+    ip[K.I_INIT_RANDOM] = w.initial == "random"
+    ip[K.I_DEFECTS] = df.enabled
+    return fp, ip
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """Solution set and data laid out for the kernel."""
+
+    states: np.ndarray  # (S, L, R, C) uint8
+    weights: np.ndarray  # (S, L, R, O) float64
+    bias: np.ndarray  # (S, L, O)
+    layer_in: np.ndarray
+    layer_out: np.ndarray
+    X_eval: np.ndarray  # (F, N)
+    y_eval: np.ndarray
+    X_train: np.ndarray
+    y_train: np.ndarray
+    gram: np.ndarray
+
+
+def _pack(prep: Prepared, study: Study) -> _Packed:
+    sol, data = prep.solutions, prep.data
+    shapes = sol.layer_shapes
+    n_layers = len(shapes)
+    max_in = max(n for n, _ in shapes)
+    max_out = max(m for _, m in shapes)
+    S = sol.n_solutions
+    states = np.zeros((S, n_layers, max_in, 2 * max_out), np.uint8)
+    weights = np.zeros((S, n_layers, max_in, max_out))
+    bias = np.zeros((S, n_layers, max_out))
+    for l, (n_in, n_out) in enumerate(shapes):
+        states[:, l, :n_in, : 2 * n_out] = sol.states[l]
+        weights[:, l, :n_in, :n_out] = sol.weights[l]
+        bias[:, l, :n_out] = sol.biases[l]
+    if study.network.eval_split == "test":
+        X_eval, y_eval = data.X_test, data.y_test
+    else:
+        X_eval, y_eval = data.X_train, data.y_train
+    X_eval = np.ascontiguousarray(X_eval.T, dtype=np.float64)
+    X_train = np.ascontiguousarray(data.X_train.T, dtype=np.float64)
+    return _Packed(
+        states, weights, bias,
+        np.array([n for n, _ in shapes], np.int64), np.array([m for _, m in shapes], np.int64),
+        X_eval, np.ascontiguousarray(y_eval, np.int64), X_train,
+        np.ascontiguousarray(data.y_train, np.int64), X_eval @ X_eval.T,
+    )
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"threads = {n} is out of range: must be 1 to {numba.config.NUMBA_NUM_THREADS}")
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _software(pk: _Packed, gnorms, fp, ip, X) -> np.ndarray:
+    S = pk.states.shape[0]
+    out = np.empty((S, gnorms.size, X.shape[1]), np.int64)
+    for s in range(S):
+        K.software_predictions(pk.weights[s], pk.layer_in, pk.layer_out, pk.bias[s], X, gnorms,
+                               ip, fp, out[s])
+    return out
+
+
+def simulate(
+    study: Study,
+    seed: int | None = None,
+    *,
+    instances: int | None = None,
+    chunk_size: int | None = None,
+    threads: int | None = None,
+    prepared: Prepared | None = None,
+    progress: bool | None = None,
+    on_chunk: Callable | None = None,
+) -> xr.Dataset:
+    """Monte Carlo simulation of a study.
+
+    Parameters
+    ----------
+    study : Study
+        The configuration (see :mod:`mcmtj.config`).
+    seed : int, optional
+        Overrides ``study.run.seed``. Instance ``i`` of solution ``s`` at sweep point
+        ``p`` depends on ``(seed, p, s, i)`` only.
+    instances, chunk_size : int, optional
+        Override ``study.run.instances`` / ``study.run.chunk_size``.
+    threads : int, optional
+        Numba threads for this call (default: numba's current setting). Results do not
+        depend on it.
+    prepared : Prepared, optional
+        Pre-loaded solutions and data (from :func:`prepare`), to skip loading/training.
+    progress : bool, optional
+        Show a tqdm bar; default: only when stderr is a terminal.
+    on_chunk : callable, optional
+        Called with no arguments after each chunk (used by tests and stores).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims: sweep dims (one per swept field, named by :meth:`Study.sweep_dims`),
+        ``solution``, ``instance`` and ``gnorm`` when ``network.gnorm`` is a list.
+        Variables per :mod:`mcmtj.schema`; attrs hold the study TOML, seed and versions.
+    """
+    overrides = {}
+    if seed is not None:
+        overrides["run.seed"] = seed
+    if instances is not None:
+        overrides["run.instances"] = instances
+    if chunk_size is not None:
+        overrides["run.chunk_size"] = chunk_size
+    if overrides:
+        study = study.replace(**overrides)
+    prep = prepared or prepare(study)
+    check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols)
+    pk = _pack(prep, study)
+    S = pk.states.shape[0]
+    n_inst = study.run.instances
+    chunk = min(study.run.chunk_size, n_inst)
+    gnorm_list = study.network.gnorm if isinstance(study.network.gnorm, list) else None
+    gnorms = np.atleast_1d(np.asarray(study.network.gnorm, dtype=np.float64))
+    G = gnorms.size
+    shape = study.sweep_shape
+    n_points = math.prod(shape)
+    eval_train = study.network.eval_train
+
+    acc = np.empty((n_points, S, n_inst, G))
+    acc_train = np.empty((n_points, S, n_inst, G)) if eval_train else None
+    agree = np.empty((n_points, S, n_inst, G))
+    wfid = np.empty((n_points, S, n_inst))
+    weight_fid = np.empty((n_points, S, n_inst))
+    rmse = np.empty((n_points, S, n_inst))
+    counts = np.empty((n_points, S, n_inst, K.N_COUNTS), np.int32)
+    sw_acc = np.empty((n_points, S, G))
+    sw_acc_train = np.empty((n_points, S, G))
+
+    from .progress import progress_bar
+
+    with _threads(threads), progress_bar(n_points * S * n_inst, progress) as bar:
+        for p, point in study.points():
+            fp, ip = _param_vectors(point)
+            ip[K.I_HIDDEN_SIGN] = prep.solutions.hidden_activation == "sign"
+            ip[K.I_OUT_TANH] = prep.solutions.output_activation == "tanh"
+            ip[K.I_EVAL_TRAIN] = eval_train
+            fp[K.F_THRESHOLD] = prep.solutions.threshold if point.network.threshold == 0.0 \
+                else point.network.threshold
+            sw_eval = _software(pk, gnorms, fp, ip, pk.X_eval)
+            sw_train = _software(pk, gnorms, fp, ip, pk.X_train)
+            sw_acc[p] = (sw_eval == pk.y_eval).mean(axis=-1)
+            sw_acc_train[p] = (sw_train == pk.y_train).mean(axis=-1)
+            g_p, g_ap = nominal_conductances(point.device)
+            n0 = pk.layer_in[0]
+            g0 = np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :]
+            g0 = np.ascontiguousarray(g0)
+            rmse_den = np.einsum("src,rq,sqc->s", g0, pk.gram, g0)
+            k0, k1 = (np.uint64(k) for k in instance_key(study.run.seed, p))
+            for start in range(0, n_inst, chunk):
+                n = min(chunk, n_inst - start)
+                sl = slice(start, start + n)
+                out_acc = np.empty((S, n, G))
+                out_acc_train = np.empty((S, n, G))
+                out_agree = np.empty((S, n, G))
+                out_wfid = np.empty((S, n))
+                out_weight = np.empty((S, n))
+                out_rmse = np.empty((S, n))
+                out_counts = np.empty((S, n, K.N_COUNTS), np.int32)
+                K.simulate_chunk(
+                    k0, k1, start, n, _BLOCK, pk.states, pk.layer_in, pk.layer_out, pk.bias,
+                    fp, ip, gnorms, pk.X_eval, pk.y_eval, sw_eval, pk.X_train, pk.y_train,
+                    sw_train, pk.gram, g0, rmse_den, out_acc, out_acc_train, out_agree,
+                    out_wfid, out_weight, out_rmse, out_counts)
+                acc[p, :, sl] = out_acc
+                if eval_train:
+                    acc_train[p, :, sl] = out_acc_train
+                agree[p, :, sl] = out_agree
+                wfid[p, :, sl] = out_wfid
+                weight_fid[p, :, sl] = out_weight
+                rmse[p, :, sl] = out_rmse
+                counts[p, :, sl] = out_counts
+                bar.update(S * n)
+                if on_chunk is not None:
+                    on_chunk()
+
+    from .results import build_dataset
+
+    return build_dataset(
+        study, prep, shape=shape, gnorms=gnorm_list, acc=acc, acc_train=acc_train, agree=agree,
+        write_fidelity=wfid, weight_fidelity=weight_fid, current_rmse=rmse, counts=counts,
+        software_accuracy=sw_acc, software_accuracy_train=sw_acc_train,
+    )
+
+
+def count_names() -> list[str]:
+    """Result names of the counter columns, in kernel order."""
+    return [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
+            schema.N_DISTURBS, schema.N_PULSES]
+
+
