@@ -348,7 +348,10 @@ class Study:
             # validate each value through its section
             section, name = key.split(".")
             for v in values:
-                self._with(section, name, v)
+                try:
+                    self._with(section, name, v)
+                except ConfigError as exc:
+                    raise ConfigError(f"sweep.{exc}") from None
             checked.append((key, tuple(values)))
         if len({k for k, _ in checked}) != len(checked):
             raise ConfigError("sweep names a field twice")

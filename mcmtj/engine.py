@@ -221,8 +221,11 @@ def simulate(
     seed : int, optional
         Overrides ``study.run.seed``. Instance ``i`` of solution ``s`` at sweep point
         ``p`` depends on ``(seed, p, s, i)`` only.
-    instances, chunk_size : int, optional
-        Override ``study.run.instances`` / ``study.run.chunk_size``.
+    instances : int, optional
+        Overrides ``study.run.instances`` (recorded in the result's study).
+    chunk_size : int, optional
+        Instances per solution simulated per chunk, instead of ``study.run.chunk_size``.
+        An execution setting like ``threads``: it changes neither results nor attrs.
     threads : int, optional
         Numba threads for this call (default: numba's current setting). Results do not
         depend on it.
@@ -245,8 +248,6 @@ def simulate(
         overrides["run.seed"] = seed
     if instances is not None:
         overrides["run.instances"] = instances
-    if chunk_size is not None:
-        overrides["run.chunk_size"] = chunk_size
     if overrides:
         study = study.replace(**overrides)
     prep = prepared or prepare(study)
@@ -254,7 +255,10 @@ def simulate(
     pk = _pack(prep, study)
     S = pk.states.shape[0]
     n_inst = study.run.instances
-    chunk = min(study.run.chunk_size, n_inst)
+    # chunking is an execution detail: results and the recorded study do not depend on it
+    chunk = min(chunk_size or study.run.chunk_size, n_inst)
+    if chunk < 1:
+        raise ValueError(f"chunk_size = {chunk_size} is out of range: must be >= 1")
     gnorm_list = study.network.gnorm if isinstance(study.network.gnorm, list) else None
     gnorms = np.atleast_1d(np.asarray(study.network.gnorm, dtype=np.float64))
     G = gnorms.size

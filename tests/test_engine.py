@@ -1,0 +1,165 @@
+"""The fused Monte Carlo kernel: against the batched NumPy oracle, ideal equals software,
+reproducibility under threads and chunking, distributions of writes and defects."""
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import mcmtj
+from mcmtj import schema
+from mcmtj._reference import reference_instances
+from mcmtj._rng import instance_key
+from mcmtj.solutions import forward, predict
+
+COUNTS = [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
+          schema.N_DISTURBS, schema.N_PULSES]
+
+
+def _drop_time(ds):
+    ds = ds.copy()
+    ds.attrs.pop("created")
+    return ds
+
+
+def test_ideal_nist_equals_software_and_independent_numpy(nist_study, nist_prepared):
+    ds = mcmtj.simulate(nist_study, seed=1, prepared=nist_prepared)
+    assert ds.sizes == {"solution": 300, "instance": 3}
+    xr.testing.assert_equal(ds.accuracy, ds.software_accuracy.broadcast_like(ds.accuracy))
+    assert (ds.write_fidelity == 1).all() and (ds.agreement == 1).all()
+    assert (ds.current_rmse == 0).all()
+    # the software accuracy itself, against the plain-NumPy reference of the convention
+    sol, data = nist_prepared.solutions, nist_prepared.data
+    scores = forward(sol.weights, sol.biases, data.X_train, hidden_activation="tanh",
+                     output_activation="tanh")
+    ref = (scores.argmax(-1) == data.y_train).mean(-1)
+    np.testing.assert_array_equal(ds.software_accuracy.values, ref)
+
+
+def test_ideal_trained_equals_software():
+    study = mcmtj.Study().replace(**{
+        "network.n_solutions": 4, "network.epochs": 20, "device.variation": False,
+        "write.mode": "ideal", "run.instances": 5, "network.gnorm": [0.5, 1.0, 2.0],
+        "network.eval_train": True,
+    })
+    ds = mcmtj.simulate(study, seed=3)
+    assert ds.accuracy.dims == ("solution", "instance", "gnorm")
+    xr.testing.assert_equal(ds.accuracy, ds.software_accuracy.broadcast_like(ds.accuracy))
+    xr.testing.assert_equal(ds.accuracy_train,
+                            ds.software_accuracy_train.broadcast_like(ds.accuracy_train))
+
+
+ORACLE_CASES = {
+    "fixed+stuck": {"write.mode": "fixed", "write.error_rate": 0.1, "defects.stuck_p": 0.02,
+                    "defects.stuck_ap": 0.02},
+    "physics+random-init": {"write.mode": "physics", "write.voltage": 0.5,
+                            "device.jc_sigma": 0.05, "device.delta_sigma": 0.05,
+                            "write.initial": "random"},
+    "variation-off+open": {"device.variation": False, "write.mode": "fixed",
+                           "write.error_rate": 0.3, "defects.open": 0.05},
+}
+
+
+@pytest.mark.parametrize("case", ORACLE_CASES)
+def test_kernel_equals_numpy_oracle(case, nist_study, nist_prepared):
+    study = nist_study.replace(**{"device.variation": True, "network.max_solutions": 2,
+                                  "network.gnorm": [0.7, 1.3], **ORACLE_CASES[case]})
+    prep = mcmtj.prepare(study)
+    n = 200
+    ds = mcmtj.simulate(study, seed=11, instances=n, prepared=prep)
+    sol, data = prep.solutions, prep.data
+    gnorms = np.array([0.7, 1.3])
+    for s in range(2):
+        sw = np.stack([
+            predict([w[s:s + 1] for w in sol.weights], [b[s:s + 1] for b in sol.biases],
+                    data.X_train, hidden_activation="tanh", output_activation="tanh", gnorm=g)[0]
+            for g in gnorms])
+        ref = reference_instances(
+            study, [st[s] for st in sol.states], [b[s] for b in sol.biases],
+            ("tanh", "tanh", 0.0), data.X_train, data.y_train, sw, gnorms, s, np.arange(n),
+            key=instance_key(11, 0))
+        got = ds.isel(solution=s)
+        for c, name in enumerate(COUNTS):
+            np.testing.assert_array_equal(got[name].values, ref["counts"][:, c], err_msg=name)
+        np.testing.assert_array_equal(got.write_fidelity.values, ref["write_fidelity"])
+        np.testing.assert_array_equal(got.weight_fidelity.values, ref["weight_fidelity"])
+        np.testing.assert_allclose(got.current_rmse.values, ref["current_rmse"], rtol=1e-12)
+        np.testing.assert_array_equal(got.accuracy.values, ref["accuracy"])
+        np.testing.assert_array_equal(got.agreement.values, ref["agreement"])
+
+
+def test_same_seed_identical_across_threads_and_chunks(nist_study, nist_prepared):
+    study = nist_study.replace(**{
+        "network.max_solutions": 3, "device.variation": True, "write.mode": "physics",
+        "write.voltage": 0.5, "device.jc_sigma": 0.05, "defects.stuck_p": 0.01,
+        "defects.dispersion": 0.3, "sweep.device.diameter": [40e-9, 80e-9],
+    })
+    prep = mcmtj.prepare(study)
+    a = mcmtj.simulate(study, seed=5, instances=150, chunk_size=7, threads=1, prepared=prep)
+    b = mcmtj.simulate(study, seed=5, instances=150, chunk_size=1000, threads=2, prepared=prep)
+    xr.testing.assert_identical(_drop_time(a), _drop_time(b))
+    c = mcmtj.simulate(study, seed=6, instances=150, prepared=prep)
+    assert not np.array_equal(a.write_fidelity.values, c.write_fidelity.values)
+    # a prefix of a longer run is the shorter run
+    d = mcmtj.simulate(study, seed=5, instances=40, prepared=prep)
+    xr.testing.assert_equal(d.accuracy, a.accuracy.isel(instance=slice(0, 40)))
+
+
+def test_fixed_write_error_rate_fidelity(nist_study, nist_prepared):
+    p = 0.02
+    n = 100_000
+    study = nist_study.replace(**{"network.max_solutions": 1, "write.mode": "fixed",
+                                  "write.error_rate": p})
+    ds = mcmtj.simulate(study, seed=2, instances=n, prepared=mcmtj.prepare(study))
+    n_dev = 13 * 12 + 6 * 6
+    pulsed = int(ds.n_pulses[0, 0])
+    assert (ds.n_pulses == pulsed).all()
+    expected = 1 - p * pulsed / n_dev
+    sigma = math.sqrt(p * (1 - p) * pulsed / n) / n_dev
+    assert abs(float(ds.write_fidelity.mean()) - expected) < 4 * sigma
+    np.testing.assert_allclose(ds.write_fidelity, 1 - ds.n_write_errors / n_dev)
+
+
+def test_defect_counts_match_rates(nist_study):
+    rates = {"defects.stuck_p": 0.01, "defects.stuck_ap": 0.02, "defects.short": 0.005,
+             "defects.open": 0.003}
+    study = nist_study.replace(**{"network.max_solutions": 1, **rates})
+    n = 20_000
+    ds = mcmtj.simulate(study, seed=4, instances=n, prepared=mcmtj.prepare(study))
+    n_dev = 192
+    for name, rate in ((schema.N_STUCK, 0.03), (schema.N_SHORT, 0.005), (schema.N_OPEN, 0.003)):
+        total = float(ds[name].sum())
+        expected = n * n_dev * rate
+        assert abs(total - expected) < 4 * math.sqrt(expected * (1 - rate)), name
+
+
+def test_defect_rate_dispersion_widens_counts(nist_study):
+    m, phi = 0.02, 0.1
+    study = nist_study.replace(**{"network.max_solutions": 1, "defects.stuck_p": m,
+                                  "defects.dispersion": phi})
+    ds = mcmtj.simulate(study, seed=4, instances=20_000, prepared=mcmtj.prepare(study))
+    counts = ds.n_stuck.values.ravel().astype(float)
+    n_dev = 192
+    assert counts.mean() == pytest.approx(n_dev * m, rel=0.03)
+    var = n_dev * m * (1 - m) + n_dev * (n_dev - 1) * m * (1 - m) * phi
+    assert counts.var() == pytest.approx(var, rel=0.1)
+
+
+def test_sweep_dims_and_roundtrip(tmp_path, nist_study, nist_prepared):
+    study = nist_study.replace(**{"sweep.write.error_rate": [0.0, 0.5], "write.mode": "fixed",
+                                  "network.max_solutions": 2})
+    ds = mcmtj.simulate(study, seed=1, instances=20, prepared=mcmtj.prepare(study))
+    assert ds.accuracy.dims == ("error_rate", "solution", "instance")
+    assert (ds.write_fidelity.sel(error_rate=0.0) == 1).all()
+    assert (ds.write_fidelity.sel(error_rate=0.5) < 1).any()
+    assert ds.attrs["seed"] == "1" and "[write]" in ds.attrs["study"]
+    assert ds.accuracy.attrs["units"] == "1"
+    path = mcmtj.save(ds, tmp_path / "r.nc")
+    xr.testing.assert_identical(mcmtj.open_results(path), ds)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.nc"]
+
+
+def test_layer_too_large_is_an_error(nist_study):
+    with pytest.raises(ValueError, match="does not fit"):
+        mcmtj.prepare(nist_study.replace(**{"array.cols": 10}))
