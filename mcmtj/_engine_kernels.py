@@ -27,6 +27,7 @@ from ._rng import (
     LANE_WRITE,
     fill_lane,
     normal_ppf,
+    normals_from_words,
     stream_init,
     u32_to_uniform_jit,
 )
@@ -181,7 +182,7 @@ def software_predictions(weights, layer_in, layer_out, bias, X, gnorms, ip, fp, 
 
 @kernel
 def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
-                       words, devp, g, correct_dev, stream):
+                       words, zbuf, tails, devp, g, correct_dev, stream):
     """Sample, write and read one instance; fill ``g`` (conductances) and return counts.
 
     Returns (n_correct_devices, n_correct_weights, n_devices, n_weights, counts tuple).
@@ -231,12 +232,11 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
         ra0 = fp[F_RA0]
         tmr0 = fp[F_TMR0]
         stmr = fp[F_STMR]
+        z = zbuf[: _WORDS_DEVICE * n_dev]
+        normals_from_words(w_dev[: _WORDS_DEVICE * n_dev], z, tails)
         for k in range(n_dev):
-            z_d = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k])))
-            z_ra = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k + 1])))
-            z_tmr = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k + 2])))
-            g_p, diam = _sample_parallel_conductance_jit(z_d, z_ra, d0, sd, ra0, sra)
-            tmr = tmr0 + stmr * z_tmr
+            g_p, diam = _sample_parallel_conductance_jit(z[3 * k], z[3 * k + 1], d0, sd, ra0, sra)
+            tmr = tmr0 + stmr * z[3 * k + 2]
             devp[0, k] = g_p
             devp[1, k] = diam
             devp[2, k] = 0.0 if tmr < 0.0 else tmr
@@ -358,12 +358,15 @@ def simulate_chunk(k0, k1, start, n, block, states, layer_in, layer_out, bias, f
         pred = np.empty(max(n_eval, n_train), np.int64)
         stream = np.zeros(11, np.uint64)
         devp = np.empty((3, n_dev))
-        diff = np.empty(max_in)
+        zbuf = np.empty(_WORDS_DEVICE * n_dev)
+        tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
+        diff = np.empty((max_in, 2 * max_out))
+        md = np.empty(2 * max_out)
         for local in range(first, last):
             instance = start + local
             good_dev, good_w, nd, nw, cnt = _simulate_instance(
-                k0, k1, s, instance, states[s], layer_in, layer_out, fp, ip, words, devp, g,
-                correct_dev, stream)
+                k0, k1, s, instance, states[s], layer_in, layer_out, fp, ip, words, zbuf, tails,
+                devp, g, correct_dev, stream)
             write_fid[s, local] = good_dev / nd
             weight_fid[s, local] = good_w / nw
             for c in range(N_COUNTS):
@@ -375,15 +378,20 @@ def simulate_chunk(k0, k1, start, n, block, states, layer_in, layer_out, bias, f
                         weff[l, f, j] = (g[l, f, 2 * j] - g[l, f, 2 * j + 1]) * inv_dg
             # layer-0 column-current error vs the nominal target array, via the Gram matrix:
             # sum_s (I_sc - I0_sc)^2 = D_c^T (X X^T) D_c with D = G - G0.
+            n0 = layer_in[0]
+            c0 = 2 * layer_out[0]
+            for f in range(n0):
+                for c in range(c0):
+                    diff[f, c] = g[0, f, c] - g0[s, f, c]
             num = 0.0
-            for c in range(2 * layer_out[0]):
-                for f in range(layer_in[0]):
-                    diff[f] = g[0, f, c] - g0[s, f, c]
-                for f in range(layer_in[0]):
-                    acc_f = 0.0
-                    for h in range(layer_in[0]):
-                        acc_f += gram[f, h] * diff[h]
-                    num += diff[f] * acc_f
+            for f in range(n0):
+                md[:c0] = 0.0
+                for h in range(n0):
+                    gfh = gram[f, h]
+                    for c in range(c0):
+                        md[c] += gfh * diff[h, c]
+                for c in range(c0):
+                    num += diff[f, c] * md[c]
             rmse[s, local] = math.sqrt(max(num, 0.0) / rmse_den[s])
             _layer0_sums(weff, layer_in[0], layer_out[0], X_eval, raw0)
             for gi in range(n_gain):

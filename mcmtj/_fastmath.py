@@ -20,7 +20,7 @@ from numba.extending import intrinsic
 
 from ._jit import kernel
 
-__all__ = ["tanh", "exp", "log"]
+__all__ = ["tanh", "exp", "log", "u32_to_float"]
 
 
 @intrinsic
@@ -58,14 +58,37 @@ _C = [1.0 / math.factorial(n) for n in range(2, 15)]
 (_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13, _C14) = _C
 
 
+# Integer <-> double conversions of int64 are not in AVX2 and scalarise whole loops;
+# adding 1.5 * 2^52 puts a small integer into the low mantissa bits instead.
+_MAGIC = 6755399441055744.0  # 1.5 * 2^52
+_MAGIC_BITS = np.int64(0x4338000000000000)
+
+
+@kernel(inline="always")
+def _small_int_to_float(i):
+    """float64 of an int64 with |i| < 2^51, without cvtsi2sd."""
+    return _bits_to_float(i + _MAGIC_BITS) - _MAGIC
+
+
+_TWO52 = 4503599627370496.0
+_TWO52_BITS = np.int64(0x4330000000000000)
+
+
+@kernel(inline="always")
+def u32_to_float(word):
+    """float64 of a uint32 word, exactly, without the (non-AVX2) int64 -> double path."""
+    return _bits_to_float(np.int64(word) | _TWO52_BITS) - _TWO52
+
+
 @kernel(inline="always")
 def _expm1_reduced(y):
     """``(2^k, expm1(r))`` with y = k ln2 + r, |r| <= ln2/2, for -1022 < y/ln2 < 1023."""
-    kf = math.floor(y * _INV_LN2 + 0.5)
+    kf = np.floor(y * _INV_LN2 + 0.5)  # np.floor stays float; math.floor returns int
     r = (y - kf * _LN2_HI) - kf * _LN2_LO
     p = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
         _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * (_C13 + r * _C14)))))))))))))
-    return _bits_to_float((np.int64(kf) + 1023) << 52), p
+    k = _float_to_bits(kf + _MAGIC) - _MAGIC_BITS  # kf is integral: exact
+    return _bits_to_float((k + 1023) << 52), p
 
 
 @kernel(inline="always")
@@ -101,11 +124,11 @@ def log(x):
     odd series, |f| < 0.172 so ten terms reach 1e-17.
     """
     bits = _float_to_bits(x)
-    e = (bits >> 52) - 1023
+    e = _small_int_to_float((bits >> 52) - 1023)
     m = _bits_to_float((bits & _MANTISSA) | _ONE_BITS)
     big = m > _SQRT2
     m = 0.5 * m if big else m
-    e = e + 1 if big else e
+    e = e + 1.0 if big else e
     f = (m - 1.0) / (m + 1.0)
     s = f * f
     series = 1.0 + s * (1.0 / 3 + s * (1.0 / 5 + s * (1.0 / 7 + s * (1.0 / 9 + s * (

@@ -17,9 +17,12 @@ code: :func:`philox4x32` is written once with operators that both understand.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._fastmath import log as _log
+from ._fastmath import u32_to_float
 from ._jit import kernel
 
 __all__ = [
@@ -194,6 +197,12 @@ def u32_to_uniform(word):
     return (word + 0.5) * _TWO_M32
 
 
+@kernel(inline="always")
+def u32_word_to_uniform(word):
+    """:func:`u32_to_uniform` of a raw uint32 word, vectorisable (see ``u32_to_float``)."""
+    return (u32_to_float(word) + 0.5) * _TWO_M32
+
+
 u32_to_uniform_jit = kernel(u32_to_uniform)
 
 
@@ -223,26 +232,72 @@ _P_LOW = 0.02425
 (_D0, _D1, _D2, _D3) = _D
 
 
-@kernel(inline="always")
-def normal_ppf(u):
-    """Standard normal quantile of ``u`` in (0, 1), branch-free so loops vectorise.
+def _tail_words():
+    """Word bounds equivalent to ``u < P_LOW`` and ``u > 1 - P_LOW`` for u of a word."""
+    lo = int(_P_LOW * 2**32)
+    while u32_to_uniform(lo + 1) < _P_LOW:
+        lo += 1
+    while u32_to_uniform(lo) >= _P_LOW:
+        lo -= 1
+    hi = int((1.0 - _P_LOW) * 2**32)
+    while u32_to_uniform(hi - 1) > 1.0 - _P_LOW:
+        hi -= 1
+    while u32_to_uniform(hi) <= 1.0 - _P_LOW:
+        hi += 1
+    return np.uint32(lo), np.uint32(hi)
 
-    Both the central and the tail rational functions are evaluated and one is
-    selected; the fast log of :mod:`mcmtj._fastmath` keeps the tail vectorisable.
-    """
+
+_W_TAIL_LOW, _W_TAIL_HIGH = _tail_words()
+
+
+@kernel(inline="always")
+def _ppf_central(u):
     q = u - 0.5
     r = q * q
-    central = (((((_A0 * r + _A1) * r + _A2) * r + _A3) * r + _A4) * r + _A5) * q / (
+    return (((((_A0 * r + _A1) * r + _A2) * r + _A3) * r + _A4) * r + _A5) * q / (
         ((((_B0 * r + _B1) * r + _B2) * r + _B3) * r + _B4) * r + 1.0
     )
+
+
+@kernel
+def _ppf_tail(u):
     lower = u < 0.5
-    tail_p = u if lower else 1.0 - u
-    qt = np.sqrt(-2.0 * _log(tail_p))
-    tail = (((((_C0 * qt + _C1) * qt + _C2) * qt + _C3) * qt + _C4) * qt + _C5) / (
-        (((_D0 * qt + _D1) * qt + _D2) * qt + _D3) * qt + 1.0
+    q = math.sqrt(-2.0 * _log(u if lower else 1.0 - u))
+    tail = (((((_C0 * q + _C1) * q + _C2) * q + _C3) * q + _C4) * q + _C5) / (
+        (((_D0 * q + _D1) * q + _D2) * q + _D3) * q + 1.0
     )
-    tail = tail if lower else -tail
-    return tail if (u < _P_LOW or u > 1.0 - _P_LOW) else central
+    return tail if lower else -tail
+
+
+@kernel
+def normal_ppf(u):
+    """Standard normal quantile of ``u`` in (0, 1) (scalar; Acklam's algorithm)."""
+    if u < _P_LOW or u > 1.0 - _P_LOW:
+        return _ppf_tail(u)
+    return _ppf_central(u)
+
+
+@kernel
+def normals_from_words(words, out, tails):
+    """``out[i] = normal_ppf(uniform(words[i]))``, vectorised.
+
+    The central rational function is evaluated for all draws in a branch-free loop;
+    the indices of the 4.85 % of draws in the tails are compacted into ``tails`` (an
+    int64 scratch of the same size) and only those are recomputed. A plain ``if``
+    would be if-converted by LLVM into computing the tail (a log) for every draw.
+    """
+    n = out.size
+    for i in range(n):
+        out[i] = _ppf_central(u32_word_to_uniform(words[i]))
+    # compaction in its own loop: its carried index would keep the loop above scalar
+    m = 0
+    for i in range(n):
+        w = words[i]
+        tails[m] = i
+        m += (w <= _W_TAIL_LOW) | (w >= _W_TAIL_HIGH)
+    for t in range(m):
+        i = tails[t]
+        out[i] = _ppf_tail(u32_word_to_uniform(words[i]))
 
 
 def normal_ppf_np(u):

@@ -1,0 +1,107 @@
+"""Transfer matrix of one 15 x 15 array with 2 ohm line segments: mcmtj kernel vs scipy.
+
+The scipy side is what a user would write per Monte Carlo instance: build the 2 m n-node
+sparse nodal matrix with vectorised NumPy, factorise it once (``splu``) and solve the m
+right-hand sides. The mcmtj side is the numba kernel with preallocated buffers, as the
+engine calls it (timed from Python, so it includes numba's dispatch overhead), plus the
+per-instance cost inside an njit loop and the public wrapper for reference.
+
+Timings are interleaved in rounds so that a busy machine slows both sides alike; medians
+over rounds. Last line: ``transfer_speedup=<scipy median / kernel median>``.
+
+    python benchmarks/bench_transfer.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from mcmtj._circuit_kernels import (
+    _transfer_matrix_batch,
+    _transfer_matrix_kernel,
+    _transfer_work_size,
+)
+from mcmtj.circuit import transfer_matrix
+
+
+def scipy_transfer(G, r_row, r_col):
+    """Per-instance sparse build + one LU + m right-hand sides (the fair fast scipy way)."""
+    m, n = G.shape
+    g_r, g_c = 1.0 / r_row, 1.0 / r_col
+    mn = m * n
+    a = np.arange(mn).reshape(m, n)  # row-wire node of each cell
+    b = a + mn  # column-wire node of each cell
+    p = np.concatenate([a[:, :-1].ravel(), b[:-1, :].ravel(), a.ravel()])
+    q = np.concatenate([a[:, 1:].ravel(), b[1:, :].ravel(), b.ravel()])
+    g = np.concatenate([np.full(m * (n - 1), g_r), np.full((m - 1) * n, g_c), G.ravel()])
+    diag = np.bincount(p, g, 2 * mn) + np.bincount(q, g, 2 * mn)
+    diag[a[:, 0]] += g_r  # driver segments
+    diag[b[-1, :]] += g_c  # sense-amplifier segments
+    rows = np.concatenate([p, q, np.arange(2 * mn)])
+    cols = np.concatenate([q, p, np.arange(2 * mn)])
+    vals = np.concatenate([-g, -g, diag])
+    K = sp.csc_matrix((vals, (rows, cols)), shape=(2 * mn, 2 * mn))
+    rhs = np.zeros((2 * mn, m))
+    rhs[a[:, 0], np.arange(m)] = g_r
+    x = spla.splu(K).solve(rhs)
+    return g_c * x[b[-1, :]]
+
+
+def per_call(fn, calls):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--m", type=int, default=15)
+    parser.add_argument("--n", type=int, default=15)
+    parser.add_argument("--r", type=float, default=2.0, help="ohm per segment (rows and columns)")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    m, n, r = args.m, args.n, args.r
+    G = 1.0 / rng.uniform(5e3, 2e4, (m, n))
+    work = np.empty(_transfer_work_size(m, n))
+    out = np.empty((n, m))
+    batch = 1000
+    Gs = np.repeat(G[None], batch, axis=0)
+    out_batch = np.empty((batch, n, m))
+
+    # Warm up (numba compile or cache load) and check the two agree.
+    _transfer_matrix_kernel(G, r, r, work, out)
+    _transfer_matrix_batch(Gs[:2], r, r, work, out_batch[:2])
+    T_scipy = scipy_transfer(G, r, r)
+    T_mcmtj = transfer_matrix(G, r, r)
+    rel_err = np.max(np.abs(T_mcmtj - T_scipy)) / np.max(np.abs(T_scipy))
+
+    t_scipy, t_kernel, t_loop, t_wrapper = [], [], [], []
+    for _ in range(args.rounds):
+        t_scipy.append(per_call(lambda: scipy_transfer(G, r, r), 20))
+        t_kernel.append(per_call(lambda: _transfer_matrix_kernel(G, r, r, work, out), 500))
+        t_loop.append(per_call(lambda: _transfer_matrix_batch(Gs, r, r, work, out_batch), 1) / batch)
+        t_wrapper.append(per_call(lambda: transfer_matrix(G, r, r), 500))
+
+    us = 1e6
+    med = {k: float(np.median(v)) for k, v in
+           dict(scipy=t_scipy, kernel=t_kernel, loop=t_loop, wrapper=t_wrapper).items()}
+    print(f"array {m} x {n}, r_row = r_col = {r} ohm, {args.rounds} rounds, medians")
+    print(f"max relative difference kernel vs scipy: {rel_err:.2e}")
+    print(f"scipy build + splu + {m} RHS : {med['scipy'] * us:9.1f} us")
+    print(f"mcmtj kernel (from Python)  : {med['kernel'] * us:9.1f} us")
+    print(f"mcmtj kernel (in njit loop) : {med['loop'] * us:9.1f} us per instance")
+    print(f"mcmtj transfer_matrix()     : {med['wrapper'] * us:9.1f} us")
+    print(f"in-loop speedup={med['scipy'] / med['loop']:.1f}")
+    print(f"transfer_speedup={med['scipy'] / med['kernel']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,719 @@
+"""Numba kernels of the crossbar circuit solver; the netlist is documented in ``mcmtj.circuit``.
+
+Every kernel is a serial ``kernel`` (njit) function, so it can be called from other kernels,
+including the body of a ``prange`` loop over instances. Kernels never allocate: the caller
+passes a flat float64 ``work`` buffer of at least ``*_work_size(m, n)`` elements (one per
+thread or per instance) and the output arrays.
+
+Method. The nodal matrix of the crossbar is symmetric positive definite (every line reaches a
+driver or a pinned node through its wire). Each row line is a tridiagonal chain, so it is
+eliminated first in O(n^2): what is left is its Norton equivalent seen from the column nodes
+of that crossbar row, a dense n x n block S plus a source vector w. The column nodes then
+form a block-tridiagonal system along the columns with n x n diagonal blocks and
+``-g_col * I`` off-diagonal blocks, solved by block Gaussian elimination (block Thomas), which
+is exact and needs no pivoting on an SPD matrix. Chains are factorised in the
+Grassmann-Taufer-Heyman form (pivot = grounded part + link), so no pivot is a difference of
+nearly equal numbers even when a line is floating.
+"""
+
+from __future__ import annotations
+
+from ._jit import kernel
+
+# Verify-read schemes understood by ``_verify_read_kernel``.
+SCHEME_FLOATING = 0
+SCHEME_HALF = 1
+
+
+# ----------------------------------------------------------------------------- work sizes
+@kernel
+def _padded(n):
+    """Block width rounded up to a multiple of 4: length-4k inner loops vectorise without a
+    scalar remainder, which makes the 16-wide blocks of a 15 x 15 array ~25 % faster."""
+    return (n + 3) // 4 * 4
+
+
+@kernel
+def _transfer_work_size(m, n):
+    """Length of the ``work`` buffer ``_transfer_matrix_kernel`` needs for an m x n array."""
+    block = min(m, n)
+    nb = _padded(block)
+    return block * block + nb * nb + 2 * nb * max(m, n) + nb + 4 * block + 2 * m * n
+
+
+@kernel
+def _solve_work_size(m, n):
+    """Length of the ``work`` buffer ``_solve_nodes`` needs for an m x n array."""
+    return m * n * n + m * n + n * n + 5 * n
+
+
+@kernel
+def _nonlinear_work_size(m, n):
+    """Length of the ``work`` buffer ``_nonlinear_read_kernel`` needs for an m x n array."""
+    return _solve_work_size(m, n) + 3 * m * n + 2 * m + 2 * n
+
+
+@kernel
+def _verify_work_size(m, n):
+    """Length of the ``work`` buffer ``_verify_read_kernel`` needs for an m x n array."""
+    return _solve_work_size(m, n) + 2 * m * n + 3 * m + 3 * n
+
+
+# ----------------------------------------------------------------------------- one line
+@kernel
+def _line_pivots(shunt, g_link, g_drive, d, e):
+    """LDL^T pivots ``d`` of one line's tridiagonal nodal matrix.
+
+    Node k has a shunt ``shunt[k]`` to a fixed node, links ``g_link`` to its neighbours and,
+    at node 0 only, ``g_drive`` to the driver. ``e[k]`` is the part of pivot k that leaks to
+    fixed nodes; ``d[k] = e[k] + g_link`` (except the last node), which avoids cancellation.
+    """
+    n = shunt.shape[0]
+    e[0] = g_drive + shunt[0]
+    for k in range(n - 1):
+        d[k] = e[k] + g_link
+        e[k + 1] = shunt[k + 1] + g_link * e[k] / d[k]
+    d[n - 1] = e[n - 1]
+
+
+@kernel
+def _line_drive_response(d, g_link, g_drive, y):
+    """Node voltages of a line driven at 1 V through ``g_drive`` with all shunts at 0 V."""
+    n = d.shape[0]
+    z = g_drive
+    y[0] = z
+    for k in range(1, n):
+        z = z * g_link / d[k - 1]
+        y[k] = z
+    y[n - 1] = y[n - 1] / d[n - 1]
+    for k in range(n - 2, -1, -1):
+        y[k] = (y[k] + g_link * y[k + 1]) / d[k]
+
+
+@kernel
+def _line_solve(d, g_link, rhs, x):
+    """Solve one line's tridiagonal system given its pivots ``d``; ``x`` may alias ``rhs``."""
+    n = d.shape[0]
+    x[0] = rhs[0]
+    for k in range(1, n):
+        x[k] = rhs[k] + g_link * x[k - 1] / d[k - 1]
+    x[n - 1] = x[n - 1] / d[n - 1]
+    for k in range(n - 2, -1, -1):
+        x[k] = (x[k] + g_link * x[k + 1]) / d[k]
+
+
+@kernel
+def _row_norton(shunt, r_row, drive, d, e, y, z, S, w):
+    """Norton equivalent (S, w) of one row line seen from the column nodes of its cells.
+
+    The current from the column nodes ``b`` into the row line is ``S @ b - w * v_source``.
+    ``drive``: 1.0 if the line's driver is connected, 0.0 if the line floats.
+    ``d``, ``e``, ``y``, ``z``: n-vectors of scratch; ``S``: n x n.
+    """
+    n = shunt.shape[0]
+    if r_row == 0.0:
+        if drive != 0.0:
+            for j in range(n):
+                for col in range(n):
+                    S[j, col] = 0.0
+                S[j, j] = shunt[j]
+                w[j] = shunt[j]
+            return
+        # A floating ideal line is one node at the conductance-weighted mean of its cells.
+        total = 0.0
+        for j in range(n):
+            total += shunt[j]
+        scale = 1.0 / total if total > 0.0 else 0.0
+        for j in range(n):
+            w[j] = 0.0
+            for col in range(n):
+                S[j, col] = -shunt[j] * shunt[col] * scale
+            S[j, j] = 0.0
+    else:
+        g = 1.0 / r_row
+        g_drive = g * drive
+        # With A the line's tridiagonal matrix and inv = A^{-1}: S = diag(shunt) -
+        # diag(shunt) inv diag(shunt) and w = g_drive * shunt * inv[:, 0]. For i >= j,
+        # inv[i, j] = dinv[j] * rho[j+1] * ... * rho[i], rho[t] = g / f[t] with f the
+        # pivots of elimination from the far end, and dinv[j] = 1 / (e[j] + q[j]) adds the
+        # grounded parts of both eliminations (GTH form): every quantity is a sum or product
+        # of positive numbers, so nothing cancels.
+        e[0] = g_drive + shunt[0]
+        for k in range(n - 1):
+            e[k + 1] = shunt[k + 1] + g * e[k] / (e[k] + g)
+        dinv = e
+        rho = y
+        h = shunt[n - 1]
+        dinv[n - 1] = 1.0 / e[n - 1]
+        for i in range(n - 1, 0, -1):
+            rho[i] = g / (h + g)
+            q = h * rho[i]
+            dinv[i - 1] = 1.0 / (e[i - 1] + q)
+            h = shunt[i - 1] + q
+        # Semiseparable form inv[i, j] = u[i] v[j] (i >= j), u the running product of rho:
+        # O(n) per line and full-length vector loops for S. Only when the product stays far
+        # from underflow (a line hundreds of cells long, low-resistance devices, very
+        # resistive wire); otherwise the running product is taken row by row.
+        u = d
+        u[0] = 1.0
+        for i in range(1, n):
+            u[i] = u[i - 1] * rho[i]
+        if u[n - 1] > 1e-150:
+            v = e  # v[j] = dinv[j] / u[j], written over dinv
+            for j in range(n):
+                v[j] = dinv[j] / u[j]
+                y[j] = shunt[j] * u[j]  # G u, written over rho
+                z[j] = shunt[j] * v[j]  # G v
+            # Diagonal from the row sums (S @ 1 = w): all terms non-negative, no cancellation.
+            acc = 0.0
+            for i in range(n - 1, -1, -1):
+                w[i] = acc  # sum_{j > i} G_j u_j, until w[i] is written below
+                acc += y[i]
+            lower = 0.0  # sum_{j < i} G_j v_j
+            v0 = v[0]
+            for i in range(n):
+                gi = shunt[i]
+                a = -gi * u[i]
+                b = -gi * v[i]
+                for j in range(i):
+                    S[i, j] = a * z[j]
+                for j in range(i + 1, n):
+                    S[i, j] = b * y[j]
+                upper = w[i]
+                w[i] = g_drive * gi * u[i] * v0
+                S[i, i] = w[i] + gi * (u[i] * lower + v[i] * upper)
+                lower += z[i]
+            return
+        run = z  # run[j] = inv[i, j] for j <= i while row i is built
+        for i in range(n):
+            if i > 0:
+                r = rho[i]
+                for j in range(i):
+                    run[j] *= r
+            run[i] = dinv[i]
+            w[i] = g_drive * shunt[i] * run[0]
+            gi = shunt[i]
+            for j in range(i):
+                S[i, j] = -gi * run[j] * shunt[j]
+            S[i, i] = 0.0
+        for i in range(n):
+            for j in range(i + 1, n):
+                S[i, j] = S[j, i]
+    # Diagonal from the row sums (S @ 1 = w): a sum of non-negative terms, no cancellation.
+    # Summed as column sums (S is symmetric) so the inner loop is a vector update, not a
+    # serial reduction.
+    acc = e
+    for j in range(n):
+        acc[j] = w[j]
+    for i in range(n):
+        for j in range(n):
+            acc[j] -= S[i, j]
+    for j in range(n):
+        S[j, j] = acc[j]
+
+
+@kernel
+def _sweep(A, u):
+    """Overwrite the symmetric positive definite matrix ``A`` with ``-A^{-1}``.
+
+    Gauss-Jordan in sweep-operator form, no pivoting (none is needed on an SPD matrix): each
+    pivot is one branch-free rank-1 update of the whole matrix, which vectorises; ~3x faster
+    than the textbook loop at n = 15. ``u``: n-vector of scratch.
+    """
+    n = A.shape[0]
+    for p in range(n):
+        for c in range(n):
+            u[c] = A[p, c]
+        inv_pivot = 1.0 / u[p]
+        for r in range(n):
+            f = u[r] * inv_pivot
+            for c in range(n):
+                A[r, c] -= f * u[c]
+        for c in range(n):
+            v = u[c] * inv_pivot
+            A[p, c] = v
+            A[c, p] = v
+        A[p, p] = -inv_pivot
+
+
+@kernel
+def _invert_spd(A, u):
+    """In-place inverse of a symmetric positive definite matrix; ``u``: n-vector of scratch."""
+    _sweep(A, u)
+    n = A.shape[0]
+    for r in range(n):
+        for c in range(n):
+            A[r, c] = -A[r, c]
+
+
+# ----------------------------------------------------------------------------- transfer matrix
+@kernel
+def _transfer_core(G, r_row, r_col, S, Q, Yt, Zt, d, e, y, z, w, out):
+    """Transfer matrix (``out``, n x m) of an m x n crossbar with r_row > 0 and r_col > 0.
+
+    Block Gaussian elimination down the columns with all m right-hand sides at once: after
+    crossbar row k, row c of ``Yt`` is the reduced right-hand side of input c (c <= k).
+    ``S``: n x n; ``Q``: nb x nb; ``Yt``, ``Zt``: m x nb, nb = ``_padded(n)``; the padding
+    of ``Q`` is an identity block, decoupled from the rest.
+    """
+    m, n = G.shape
+    nb = Q.shape[0]
+    g_c = 1.0 / r_col
+    g_c2 = g_c * g_c
+    for j in range(nb):
+        for c in range(nb):
+            Q[j, c] = 0.0
+        Q[j, j] = 1.0
+    for c in range(m):
+        for j in range(nb):
+            Yt[c, j] = 0.0
+    for k in range(m):
+        _row_norton(G[k], r_row, 1.0, d, e, y, z, S, w)
+        # Q holds -D_{k-1}^{-1}, so D_k = S_k + wires - g_c^2 D_{k-1}^{-1} = S_k + wires
+        # + g_c^2 Q. Column wires: a link up (k > 0) and one down, to the next row or the
+        # sense node.
+        if k == 0:
+            for j in range(n):
+                for c in range(n):
+                    Q[j, c] = S[j, c]
+                Q[j, j] += g_c
+        else:
+            for j in range(n):
+                for c in range(n):
+                    Q[j, c] = S[j, c] + g_c2 * Q[j, c]
+                Q[j, j] += 2.0 * g_c
+        _sweep(Q, d)
+        for j in range(n):
+            Yt[k, j] = w[j]
+        # Zt[:k+1] = g_c * Yt[:k+1] @ D_k^{-1} (D symmetric): the reduced right-hand sides
+        # of row k + 1; at k = m - 1 it is g_c * b_{m-1}, the sense currents, i.e. T^T.
+        for c in range(k + 1):
+            for j in range(nb):
+                Zt[c, j] = 0.0
+            for l in range(n):
+                f = -g_c * Yt[c, l]
+                for j in range(nb):
+                    Zt[c, j] += f * Q[l, j]
+        for c in range(k + 1):
+            for j in range(nb):
+                Yt[c, j] = Zt[c, j]
+    for j in range(n):
+        for c in range(m):
+            out[j, c] = Zt[c, j]
+
+
+@kernel
+def _transfer_matrix_kernel(G, r_row, r_col, work, out):
+    """Transfer matrix T (n x m, I = T @ V) of the crossbar G (m x n) into ``out``.
+
+    ``work``: float64, at least ``_transfer_work_size(m, n)`` elements. Wide arrays (n > m)
+    are solved as their reciprocal transposed network so the dense blocks are min(m, n) wide.
+    """
+    m, n = G.shape
+    if r_row == 0.0 and r_col == 0.0:
+        for i in range(m):
+            for j in range(n):
+                out[j, i] = G[i, j]
+        return
+    if r_row == 0.0 or r_col == 0.0:
+        # One kind of line is ideal, so the other kind are independent chains: rows when the
+        # columns are at virtual ground along their whole length, else columns (rows at
+        # their source voltage), driven from their sense end; by reciprocity T[j, i] is
+        # G[i, j] times the voltage at cell (i, j) then. Each chain is driven at its node 0.
+        rows = r_col == 0.0
+        n_lines = m if rows else n
+        length = n if rows else m
+        g = 1.0 / (r_row if rows else r_col)
+        shunt = work[0:length]
+        d = work[length : 2 * length]
+        e = work[2 * length : 3 * length]
+        y = work[3 * length : 4 * length]
+        for line in range(n_lines):
+            for t in range(length):
+                shunt[t] = G[line, t] if rows else G[m - 1 - t, line]
+            _line_pivots(shunt, g, g, d, e)
+            _line_drive_response(d, g, g, y)
+            for t in range(length):
+                if rows:
+                    out[t, line] = shunt[t] * y[t]
+                else:
+                    out[line, m - 1 - t] = shunt[t] * y[t]
+        return
+    # A wide array (n > m) is solved as its reciprocal network: the flipped transpose
+    # G'[p, q] = G[m-1-q, n-1-p] with r_row and r_col exchanged has T[j, i] = T'[m-1-i, n-1-j].
+    wide = n > m
+    block = min(m, n)
+    steps = max(m, n)
+    nb = _padded(block)
+    o = 0
+    S = work[o : o + block * block].reshape((block, block))
+    o += block * block
+    Q = work[o : o + nb * nb].reshape((nb, nb))
+    o += nb * nb
+    Yt = work[o : o + steps * nb].reshape((steps, nb))
+    o += steps * nb
+    Zt = work[o : o + steps * nb].reshape((steps, nb))
+    o += steps * nb
+    d = work[o : o + nb]
+    o += nb
+    e = work[o : o + block]
+    o += block
+    y = work[o : o + block]
+    o += block
+    z = work[o : o + block]
+    o += block
+    w = work[o : o + block]
+    o += block
+    Gc = work[o : o + m * n].reshape((steps, block))
+    o += m * n
+    Tc = work[o : o + m * n].reshape((block, steps))
+    for p in range(steps):
+        for q in range(block):
+            Gc[p, q] = G[m - 1 - q, n - 1 - p] if wide else G[p, q]
+    r_line = r_col if wide else r_row
+    r_cross = r_row if wide else r_col
+    _transfer_core(Gc, r_line, r_cross, S, Q, Yt, Zt, d, e, y, z, w, Tc)
+    for j in range(n):
+        for i in range(m):
+            out[j, i] = Tc[m - 1 - i, n - 1 - j] if wide else Tc[j, i]
+
+
+@kernel
+def _transfer_matrix_batch(Gs, r_row, r_col, work, out):
+    """``_transfer_matrix_kernel`` for each array of ``Gs`` (k x m x n) into ``out`` (k x n x m)."""
+    for s in range(Gs.shape[0]):
+        _transfer_matrix_kernel(Gs[s], r_row, r_col, work, out[s])
+
+
+# ----------------------------------------------------------------------------- general solve
+@kernel
+def _solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, work, a, b):
+    """Node voltages of the crossbar with per-line terminations, one right-hand side.
+
+    Row i is driven at ``row_src[i]`` volts through its first segment when ``row_on[i]`` is
+    1.0 and unconnected when 0.0; column j likewise at its sense end with ``col_on[j]``,
+    ``col_src[j]``. Every line must reach a driven line through non-zero devices (pin
+    isolated lines by driving them at 0 V), otherwise the network is singular.
+    Writes the row-node voltages into ``a`` and column-node voltages into ``b`` (m x n; a
+    line with zero wire resistance is one node, copied to all its cells).
+    ``work``: at least ``_solve_work_size(m, n)`` elements.
+    """
+    m, n = G.shape
+    o = 0
+    Pall = work[o : o + m * n * n].reshape((m, n, n))
+    o += m * n * n
+    Yall = work[o : o + m * n].reshape((m, n))
+    o += m * n
+    S = work[o : o + n * n].reshape((n, n))
+    o += n * n
+    d = work[o : o + n]
+    o += n
+    e = work[o : o + n]
+    o += n
+    y = work[o : o + n]
+    o += n
+    z = work[o : o + n]
+    o += n
+    w = work[o : o + n]
+
+    # One pass over the rows: Norton equivalent of row k, then either (ideal columns) add it
+    # onto the n column nodes, or (resistive columns) one step of block elimination down
+    # the columns. One call site per helper keeps the inlined machine code, and the
+    # compile time, small.
+    collapsed = r_col == 0.0
+    g_c = 0.0 if collapsed else 1.0 / r_col
+    g_c2 = g_c * g_c
+    n_floating = 0
+    for j in range(n):
+        if col_on[j] == 0.0:
+            n_floating += 1
+    for k in range(m):
+        _row_norton(G[k], r_row, row_on[k], d, e, y, z, S, w)
+        if collapsed:
+            M = Pall[0]
+            R = Yall[0]
+            for j in range(n):
+                if k == 0:
+                    R[j] = 0.0
+                R[j] += w[j] * row_src[k]
+                for c in range(n):
+                    M[j, c] = S[j, c] if k == 0 else M[j, c] + S[j, c]
+            invert = k == m - 1 and n_floating > 0
+            if invert:
+                # Driven columns are known: move them to the right-hand side and leave an
+                # identity row and column in their place.
+                for j in range(n):
+                    if col_on[j] != 0.0:
+                        for r in range(n):
+                            if col_on[r] == 0.0:
+                                R[r] -= M[r, j] * col_src[j]
+                        for r in range(n):
+                            M[r, j] = 0.0
+                            M[j, r] = 0.0
+                        M[j, j] = 1.0
+        else:
+            P = Pall[k]
+            for j in range(n):
+                for c in range(n):
+                    P[j, c] = S[j, c]
+                    if k > 0:
+                        P[j, c] -= g_c2 * Pall[k - 1, j, c]
+                wire = g_c if k > 0 else 0.0
+                rhs = w[j] * row_src[k]
+                if k < m - 1:
+                    wire += g_c
+                elif col_on[j] != 0.0:
+                    wire += g_c
+                    rhs += g_c * col_src[j]
+                P[j, j] += wire
+                Yall[k, j] = rhs
+            if k > 0:
+                # y_k += g_c * P_{k-1} y_{k-1}
+                for j in range(n):
+                    acc = 0.0
+                    for c in range(n):
+                        acc += Pall[k - 1, j, c] * Yall[k - 1, c]
+                    Yall[k, j] += g_c * acc
+            invert = True
+        if invert:
+            _invert_spd(Pall[0 if collapsed else k], d)
+
+    if collapsed:
+        M = Pall[0]
+        R = Yall[0]
+        for j in range(n):
+            if col_on[j] == 0.0:
+                acc = 0.0
+                for c in range(n):
+                    if col_on[c] == 0.0:
+                        acc += M[j, c] * R[c]
+                y[j] = acc
+            else:
+                y[j] = col_src[j]
+        for k in range(m):
+            for j in range(n):
+                b[k, j] = y[j]
+    else:
+        for k in range(m - 1, -1, -1):
+            for j in range(n):
+                w[j] = Yall[k, j]
+                if k < m - 1:
+                    w[j] += g_c * b[k + 1, j]
+            for j in range(n):
+                acc = 0.0
+                for c in range(n):
+                    acc += Pall[k, j, c] * w[c]
+                b[k, j] = acc
+
+    # Row nodes from the column nodes.
+    for k in range(m):
+        if r_row == 0.0:
+            if row_on[k] != 0.0:
+                for j in range(n):
+                    a[k, j] = row_src[k]
+            else:
+                total = 0.0
+                acc = 0.0
+                for j in range(n):
+                    total += G[k, j]
+                    acc += G[k, j] * b[k, j]
+                v = acc / total if total > 0.0 else 0.0
+                for j in range(n):
+                    a[k, j] = v
+        else:
+            g = 1.0 / r_row
+            g_drive = g if row_on[k] != 0.0 else 0.0
+            _line_pivots(G[k], g, g_drive, d, e)
+            for j in range(n):
+                w[j] = G[k, j] * b[k, j]
+            w[0] += g_drive * row_src[k]
+            _line_solve(d, g, w, a[k])
+
+
+# ----------------------------------------------------------------------------- nonlinear read
+@kernel
+def _ap_conductance(g_parallel, tmr0, v, v_h):
+    """Antiparallel conductance at device voltage v: g_P / (1 + TMR0 / (1 + (v / V_h)^2))."""
+    x = v / v_h
+    return g_parallel / (1.0 + tmr0 / (1.0 + x * x))
+
+
+@kernel
+def _nonlinear_read_kernel(
+    g_parallel, tmr0, state, v_h, V, r_row, r_col, tol, max_iter, work, out
+):
+    """Column currents (``out``, n) of a read with bias-dependent TMR, by fixed-point iteration.
+
+    Returns ``(converged, iterations)``; ``iterations`` counts network solves. ``work``: at
+    least ``_nonlinear_work_size(m, n)`` elements.
+    """
+    m, n = state.shape
+    o = _solve_work_size(m, n)
+    solve_work = work[0:o]
+    Gc = work[o : o + m * n].reshape((m, n))
+    o += m * n
+    a = work[o : o + m * n].reshape((m, n))
+    o += m * n
+    b = work[o : o + m * n].reshape((m, n))
+    o += m * n
+    row_on = work[o : o + m]
+    o += m
+    col_on = work[o : o + n]
+    o += n
+    col_src = work[o : o + n]
+
+    if r_row == 0.0 and r_col == 0.0:
+        # Every device sees its row voltage: one update is the exact answer.
+        for j in range(n):
+            out[j] = 0.0
+        for i in range(m):
+            for j in range(n):
+                if state[i, j] == 1:
+                    g = g_parallel[i, j]
+                else:
+                    g = _ap_conductance(g_parallel[i, j], tmr0[i, j], V[i], v_h)
+                out[j] += g * V[i]
+        return True, 1
+
+    for i in range(m):
+        row_on[i] = 1.0
+        for j in range(n):
+            if state[i, j] == 1:
+                Gc[i, j] = g_parallel[i, j]
+            else:
+                Gc[i, j] = _ap_conductance(g_parallel[i, j], tmr0[i, j], 0.0, v_h)
+    for j in range(n):
+        col_on[j] = 1.0
+        col_src[j] = 0.0
+
+    for it in range(1, max_iter + 1):
+        _solve_nodes(Gc, r_row, r_col, row_on, V, col_on, col_src, solve_work, a, b)
+        change = 0.0
+        for j in range(n):
+            out[j] = 0.0
+        for i in range(m):
+            for j in range(n):
+                v = a[i, j] - b[i, j]
+                out[j] += Gc[i, j] * v
+                if state[i, j] != 1:
+                    g_new = _ap_conductance(g_parallel[i, j], tmr0[i, j], v, v_h)
+                    if g_new != Gc[i, j]:
+                        rel = abs(g_new - Gc[i, j]) / abs(g_new)
+                        if rel > change:
+                            change = rel
+                    Gc[i, j] = g_new
+        if change < tol:
+            return True, it
+    return False, max_iter
+
+
+@kernel
+def _nonlinear_read_batch(
+    g_parallel, tmr0, state, v_h, V, r_row, r_col, tol, max_iter, work, out, converged, iterations
+):
+    """``_nonlinear_read_kernel`` for each row of ``V`` (k x m) into ``out`` (k x n)."""
+    for s in range(V.shape[0]):
+        ok, it = _nonlinear_read_kernel(
+            g_parallel, tmr0, state, v_h, V[s], r_row, r_col, tol, max_iter, work, out[s]
+        )
+        converged[s] = ok
+        iterations[s] = it
+
+
+# ----------------------------------------------------------------------------- verify read
+@kernel
+def _verify_read_kernel(G, i, j, v_read, scheme, r_row, r_col, work):
+    """Current (A) into the sense node of column j while device (i, j) is read at ``v_read``.
+
+    ``scheme``: ``SCHEME_FLOATING`` (unselected lines unconnected) or ``SCHEME_HALF``
+    (unselected lines driven at v_read / 2). ``work``: at least ``_verify_work_size(m, n)``.
+    """
+    m, n = G.shape
+    if scheme == SCHEME_HALF and r_row == 0.0 and r_col == 0.0:
+        current = G[i, j] * v_read
+        for k in range(m):
+            if k != i:
+                current += G[k, j] * (0.5 * v_read)
+        return current
+    o = _solve_work_size(m, n)
+    solve_work = work[0:o]
+    a = work[o : o + m * n].reshape((m, n))
+    o += m * n
+    b = work[o : o + m * n].reshape((m, n))
+    o += m * n
+    row_on = work[o : o + m]
+    o += m
+    row_src = work[o : o + m]
+    o += m
+    col_on = work[o : o + n]
+    o += n
+    col_src = work[o : o + n]
+    o += n
+    # Breadth-first search over lines (rows 0..m-1, columns m..m+n-1) for floating lines.
+    queue = work[o : o + m + n]
+
+    if scheme == SCHEME_HALF:
+        for k in range(m):
+            row_on[k] = 1.0
+            row_src[k] = 0.5 * v_read
+        for c in range(n):
+            col_on[c] = 1.0
+            col_src[c] = 0.5 * v_read
+    else:
+        for k in range(m):
+            row_on[k] = 0.0
+            row_src[k] = 0.0
+        for c in range(n):
+            col_on[c] = 0.0
+            col_src[c] = 0.0
+    row_on[i] = 1.0
+    row_src[i] = v_read
+    col_on[j] = 1.0
+    col_src[j] = 0.0
+
+    if scheme != SCHEME_HALF:
+        # Floating lines reached from no driven line through non-zero devices carry no
+        # current and have no defined voltage: drive them at 0 V, which changes nothing else.
+        # row_on / col_on are reused as the visited marks (2.0 = reached).
+        head = 0
+        tail = 0
+        row_on[i] = 2.0
+        queue[tail] = i
+        tail += 1
+        col_on[j] = 2.0
+        queue[tail] = m + j
+        tail += 1
+        while head < tail:
+            node = int(queue[head])
+            head += 1
+            if node < m:
+                for c in range(n):
+                    if col_on[c] == 0.0 and G[node, c] != 0.0:
+                        col_on[c] = 3.0
+                        queue[tail] = m + c
+                        tail += 1
+            else:
+                c = node - m
+                for k in range(m):
+                    if row_on[k] == 0.0 and G[k, c] != 0.0:
+                        row_on[k] = 3.0
+                        queue[tail] = k
+                        tail += 1
+        for k in range(m):
+            # 2.0: driven; 3.0: floating and reached; 0.0: isolated, pin at 0 V.
+            row_on[k] = 0.0 if row_on[k] == 3.0 else 1.0
+        for c in range(n):
+            col_on[c] = 0.0 if col_on[c] == 3.0 else 1.0
+
+    _solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, solve_work, a, b)
+    current = 0.0
+    for k in range(m):
+        current += G[k, j] * (a[k, j] - b[k, j])
+    return current
+
+
+@kernel
+def _verify_read_batch(G, rows, cols, v_read, scheme, r_row, r_col, work, out):
+    """``_verify_read_kernel`` for devices (rows[t], cols[t]) into ``out[t]`` (sensed current)."""
+    for t in range(rows.shape[0]):
+        out[t] = _verify_read_kernel(G, rows[t], cols[t], v_read, scheme, r_row, r_col, work)
