@@ -7,13 +7,26 @@ thread or per instance) and the output arrays.
 
 Method. The nodal matrix of the crossbar is symmetric positive definite (every line reaches a
 driver or a pinned node through its wire). Each row line is a tridiagonal chain, so it is
-eliminated first in O(n^2): what is left is its Norton equivalent seen from the column nodes
-of that crossbar row, a dense n x n block S plus a source vector w. The column nodes then
-form a block-tridiagonal system along the columns with n x n diagonal blocks and
-``-g_col * I`` off-diagonal blocks, solved by block Gaussian elimination (block Thomas), which
-is exact and needs no pivoting on an SPD matrix. Chains are factorised in the
-Grassmann-Taufer-Heyman form (pivot = grounded part + link), so no pivot is a difference of
-nearly equal numbers even when a line is floating.
+eliminated first: what is left is its Norton equivalent seen from the column nodes of that
+crossbar row, a dense n x n block S plus a source vector w, built in O(n) + one O(n^2) fill
+from the semiseparable form of the chain's inverse. The column nodes then form a
+block-tridiagonal system along the columns with n x n diagonal blocks and ``-g_col * I``
+off-diagonal blocks, solved by block Gaussian elimination (block Thomas): exact, and no
+pivoting is needed on an SPD matrix. The transfer matrix carries all m right-hand sides
+through that elimination at once; cost m n^3 + m^2 n^2 / 2 multiply-adds (n <= m after
+transposing a wide array). Chains are factorised in the Grassmann-Taufer-Heyman form
+(pivot = grounded part + link), so no pivot is a difference of nearly equal numbers even
+when a line is floating.
+
+Kernels a caller may use from njit code, with their work sizes:
+
+- ``_transfer_matrix_kernel(G, r_row, r_col, work, out)``, ``_transfer_work_size(m, n)``
+- ``_solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, work, a, b)``,
+  ``_solve_work_size(m, n)``
+- ``_nonlinear_read_kernel(g_parallel, tmr0, state, v_h, V, r_row, r_col, tol, max_iter,
+  work, out) -> (converged, iterations)``, ``_nonlinear_work_size(m, n)``
+- ``_verify_read_kernel(G, i, j, v_read, scheme, r_row, r_col, work) -> current``,
+  ``_verify_work_size(m, n)``
 """
 
 from __future__ import annotations
@@ -60,7 +73,7 @@ def _verify_work_size(m, n):
 
 
 # ----------------------------------------------------------------------------- one line
-@kernel
+@kernel(inline="always")
 def _line_pivots(shunt, g_link, g_drive, d, e):
     """LDL^T pivots ``d`` of one line's tridiagonal nodal matrix.
 
@@ -76,7 +89,7 @@ def _line_pivots(shunt, g_link, g_drive, d, e):
     d[n - 1] = e[n - 1]
 
 
-@kernel
+@kernel(inline="always")
 def _line_drive_response(d, g_link, g_drive, y):
     """Node voltages of a line driven at 1 V through ``g_drive`` with all shunts at 0 V."""
     n = d.shape[0]
@@ -90,7 +103,7 @@ def _line_drive_response(d, g_link, g_drive, y):
         y[k] = (y[k] + g_link * y[k + 1]) / d[k]
 
 
-@kernel
+@kernel(inline="always")
 def _line_solve(d, g_link, rhs, x):
     """Solve one line's tridiagonal system given its pivots ``d``; ``x`` may alias ``rhs``."""
     n = d.shape[0]
@@ -102,7 +115,7 @@ def _line_solve(d, g_link, rhs, x):
         x[k] = (x[k] + g_link * x[k + 1]) / d[k]
 
 
-@kernel
+@kernel(inline="always")
 def _row_norton(shunt, r_row, drive, d, e, y, z, S, w):
     """Norton equivalent (S, w) of one row line seen from the column nodes of its cells.
 
@@ -212,7 +225,7 @@ def _row_norton(shunt, r_row, drive, d, e, y, z, S, w):
         S[j, j] = acc[j]
 
 
-@kernel
+@kernel(inline="always")
 def _sweep(A, u):
     """Overwrite the symmetric positive definite matrix ``A`` with ``-A^{-1}``.
 
@@ -236,7 +249,7 @@ def _sweep(A, u):
         A[p, p] = -inv_pivot
 
 
-@kernel
+@kernel(inline="always")
 def _invert_spd(A, u):
     """In-place inverse of a symmetric positive definite matrix; ``u``: n-vector of scratch."""
     _sweep(A, u)
@@ -247,7 +260,7 @@ def _invert_spd(A, u):
 
 
 # ----------------------------------------------------------------------------- transfer matrix
-@kernel
+@kernel(inline="always")
 def _transfer_core(G, r_row, r_col, S, Q, Yt, Zt, d, e, y, z, w, out):
     """Transfer matrix (``out``, n x m) of an m x n crossbar with r_row > 0 and r_col > 0.
 
@@ -531,7 +544,7 @@ def _solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, work, a, b):
 
 
 # ----------------------------------------------------------------------------- nonlinear read
-@kernel
+@kernel(inline="always")
 def _ap_conductance(g_parallel, tmr0, v, v_h):
     """Antiparallel conductance at device voltage v: g_P / (1 + TMR0 / (1 + (v / V_h)^2))."""
     x = v / v_h
@@ -539,9 +552,7 @@ def _ap_conductance(g_parallel, tmr0, v, v_h):
 
 
 @kernel
-def _nonlinear_read_kernel(
-    g_parallel, tmr0, state, v_h, V, r_row, r_col, tol, max_iter, work, out
-):
+def _nonlinear_read_kernel(g_parallel, tmr0, state, v_h, V, r_row, r_col, tol, max_iter, work, out):
     """Column currents (``out``, n) of a read with bias-dependent TMR, by fixed-point iteration.
 
     Returns ``(converged, iterations)``; ``iterations`` counts network solves. ``work``: at
@@ -674,7 +685,7 @@ def _verify_read_kernel(G, i, j, v_read, scheme, r_row, r_col, work):
     if scheme != SCHEME_HALF:
         # Floating lines reached from no driven line through non-zero devices carry no
         # current and have no defined voltage: drive them at 0 V, which changes nothing else.
-        # row_on / col_on are reused as the visited marks (2.0 = reached).
+        # row_on / col_on double as the marks: 2.0 driven, 3.0 floating and reached.
         head = 0
         tail = 0
         row_on[i] = 2.0

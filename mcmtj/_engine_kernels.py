@@ -317,10 +317,12 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
 
 
 @parallel_kernel
-def simulate_chunk(k0, k1, start, n, block, states, layer_in, layer_out, bias, fp, ip, gnorms,
+def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp, ip, gnorms,
                    X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0, rmse_den,
                    acc, acc_train, agree, write_fid, weight_fid, rmse, counts):
-    """Simulate instances ``start .. start + n - 1`` of every solution.
+    """Simulate instances ``start .. start + n - 1`` of every solution given.
+
+    ``sol_offset`` is the global index of ``states[0]`` (it keys the random streams).
 
     Shapes: states (S, L, R, C) uint8; bias (S, L, O); X_* (F, N) row voltages / V_read;
     sw_* (S, G, N) software predictions; gram (F, F) = X_eval X_eval^T; g0 (S, R, C)
@@ -365,7 +367,7 @@ def simulate_chunk(k0, k1, start, n, block, states, layer_in, layer_out, bias, f
         for local in range(first, last):
             instance = start + local
             good_dev, good_w, nd, nw, cnt = _simulate_instance(
-                k0, k1, s, instance, states[s], layer_in, layer_out, fp, ip, words, zbuf, tails,
+                k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip, words, zbuf, tails,
                 devp, g, correct_dev, stream)
             write_fid[s, local] = good_dev / nd
             weight_fid[s, local] = good_w / nw

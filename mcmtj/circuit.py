@@ -176,7 +176,9 @@ def node_voltages(G, V, r_row=0.0, r_col=0.0):
     row_nodes = np.empty((m, n))
     column_nodes = np.empty((m, n))
     work = np.empty(_solve_work_size(m, n))
-    _solve_nodes(G, r_row, r_col, np.ones(m), V, np.ones(n), np.zeros(n), work, row_nodes, column_nodes)
+    _solve_nodes(
+        G, r_row, r_col, np.ones(m), V, np.ones(n), np.zeros(n), work, row_nodes, column_nodes
+    )
     return row_nodes, column_nodes
 
 
@@ -251,8 +253,19 @@ def read_currents_nonlinear(
     iterations = np.empty(k, dtype=np.int64)
     work = np.empty(_nonlinear_work_size(m, n))
     _nonlinear_read_batch(
-        g_parallel, tmr0, state, v_h, V2, r_row, r_col, tol, int(max_iter), work, out,
-        converged, iterations,
+        g_parallel,
+        tmr0,
+        state,
+        v_h,
+        V2,
+        r_row,
+        r_col,
+        tol,
+        int(max_iter),
+        work,
+        out,
+        converged,
+        iterations,
     )
     if single:
         return out[0], bool(converged[0]), int(iterations[0])

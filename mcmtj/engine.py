@@ -28,7 +28,7 @@ from .data import DataSplit, load_nist_wine, load_wine
 from .device import nominal_conductances
 from .solutions import SolutionSet, load_nist_solutions, load_solutions
 
-__all__ = ["simulate", "prepare", "Prepared"]
+__all__ = ["simulate", "prepare", "Prepared", "make_plan", "run_block", "Plan"]
 
 _MODES = {"ideal": WRITE_IDEAL, "fixed": WRITE_FIXED, "physics": WRITE_PHYSICS}
 #: instances of one solution handled by one parallel task inside the kernel
@@ -201,6 +201,124 @@ def _software(pk: _Packed, gnorms, fp, ip, X) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class PointPlan:
+    """Everything the kernel needs for one sweep point (plain arrays: picklable)."""
+
+    index: int
+    key: tuple[int, int]
+    fp: np.ndarray
+    ip: np.ndarray
+    sw_eval: np.ndarray  # (S, G, N_eval) software predictions
+    sw_train: np.ndarray
+    software_accuracy: np.ndarray  # (S, G)
+    software_accuracy_train: np.ndarray
+    g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances
+    rmse_den: np.ndarray  # (S,)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A study prepared for execution: packed solutions and data, one PointPlan per point.
+
+    Built by :func:`make_plan`; executed block by block with :func:`run_block`, which is
+    what every executor (serial loop, Dask worker) calls.
+    """
+
+    study: Study
+    prepared: Prepared
+    packed: _Packed
+    points: tuple[PointPlan, ...]
+    gnorms: np.ndarray
+    gnorm_list: list | None
+
+    @property
+    def n_solutions(self) -> int:
+        return self.packed.states.shape[0]
+
+    @property
+    def n_instances(self) -> int:
+        return self.study.run.instances
+
+    def instance_vars(self) -> dict[str, tuple]:
+        """Per-instance result names and their trailing shapes after (solution, instance)."""
+        G = self.gnorms.size
+        out = {schema.ACCURACY: (G,), schema.AGREEMENT: (G,)}
+        if self.study.network.eval_train:
+            out[schema.ACCURACY_TRAIN] = (G,)
+        out.update({schema.WRITE_FIDELITY: (), schema.WEIGHT_FIDELITY: (),
+                    schema.CURRENT_RMSE: ()})
+        out.update({name: () for name in count_names()})
+        return out
+
+
+def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
+    """Load what the study needs and compute everything shared by its instances."""
+    prep = prepared or prepare(study)
+    check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols)
+    pk = _pack(prep, study)
+    gnorm_list = study.network.gnorm if isinstance(study.network.gnorm, list) else None
+    gnorms = np.atleast_1d(np.asarray(study.network.gnorm, dtype=np.float64))
+    points = []
+    for p, point in study.points():
+        fp, ip = _param_vectors(point)
+        ip[K.I_HIDDEN_SIGN] = prep.solutions.hidden_activation == "sign"
+        ip[K.I_OUT_TANH] = prep.solutions.output_activation == "tanh"
+        ip[K.I_EVAL_TRAIN] = study.network.eval_train
+        if point.network.threshold == 0.0:
+            fp[K.F_THRESHOLD] = prep.solutions.threshold
+        sw_eval = _software(pk, gnorms, fp, ip, pk.X_eval)
+        sw_train = _software(pk, gnorms, fp, ip, pk.X_train)
+        g_p, g_ap = nominal_conductances(point.device)
+        n0 = pk.layer_in[0]
+        g0 = np.ascontiguousarray(np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :])
+        points.append(PointPlan(
+            index=p, key=instance_key(study.run.seed, p), fp=fp, ip=ip,
+            sw_eval=sw_eval, sw_train=sw_train,
+            software_accuracy=(sw_eval == pk.y_eval).mean(axis=-1),
+            software_accuracy_train=(sw_train == pk.y_train).mean(axis=-1),
+            g0=g0, rmse_den=np.einsum("src,rq,sqc->s", g0, pk.gram, g0),
+        ))
+    return Plan(study, prep, pk, tuple(points), gnorms, gnorm_list)
+
+
+def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
+              n: int) -> dict[str, np.ndarray]:
+    """Simulate instances ``start .. start + n - 1`` of solutions ``sol_start .. sol_stop - 1``
+    at one sweep point.
+
+    Returns
+    -------
+    dict
+        Result name -> array of shape (n_solutions_in_block, n[, gnorm]). Identical for any
+        way the work is cut into blocks.
+    """
+    pk, pp = plan.packed, plan.points[point]
+    sl = slice(sol_start, sol_stop)
+    S, G = sol_stop - sol_start, plan.gnorms.size
+    acc = np.empty((S, n, G))
+    acc_train = np.empty((S, n, G))
+    agree = np.empty((S, n, G))
+    wfid = np.empty((S, n))
+    weight_fid = np.empty((S, n))
+    rmse = np.empty((S, n))
+    counts = np.empty((S, n, K.N_COUNTS), np.int32)
+    k0, k1 = (np.uint64(k) for k in pp.key)
+    K.simulate_chunk(
+        k0, k1, sol_start, start, n, _BLOCK, pk.states[sl], pk.layer_in, pk.layer_out,
+        pk.bias[sl], pp.fp, pp.ip, plan.gnorms, pk.X_eval, pk.y_eval, pp.sw_eval[sl],
+        pk.X_train, pk.y_train, pp.sw_train[sl], pk.gram, pp.g0[sl], pp.rmse_den[sl],
+        acc, acc_train, agree, wfid, weight_fid, rmse, counts)
+    out = {schema.ACCURACY: acc, schema.AGREEMENT: agree}
+    if plan.study.network.eval_train:
+        out[schema.ACCURACY_TRAIN] = acc_train
+    out.update({schema.WRITE_FIDELITY: wfid, schema.WEIGHT_FIDELITY: weight_fid,
+                schema.CURRENT_RMSE: rmse})
+    for c, name in enumerate(count_names()):
+        out[name] = counts[..., c]
+    return out
+
+
 def simulate(
     study: Study,
     seed: int | None = None,
@@ -234,7 +352,7 @@ def simulate(
     progress : bool, optional
         Show a tqdm bar; default: only when stderr is a terminal.
     on_chunk : callable, optional
-        Called with no arguments after each chunk (used by tests and stores).
+        Called with ``(point, start, n)`` after each chunk is done.
 
     Returns
     -------
@@ -242,6 +360,14 @@ def simulate(
         Dims: sweep dims (one per swept field, named by :meth:`Study.sweep_dims`),
         ``solution``, ``instance`` and ``gnorm`` when ``network.gnorm`` is a list.
         Variables per :mod:`mcmtj.schema`; attrs hold the study TOML, seed and versions.
+
+    Examples
+    --------
+    >>> import mcmtj
+    >>> study = mcmtj.Study().replace(**{"network.n_solutions": 2, "network.epochs": 5})
+    >>> ds = mcmtj.simulate(study, seed=1, instances=10)
+    >>> ds.accuracy.dims
+    ('solution', 'instance')
     """
     overrides = {}
     if seed is not None:
@@ -250,91 +376,37 @@ def simulate(
         overrides["run.instances"] = instances
     if overrides:
         study = study.replace(**overrides)
-    prep = prepared or prepare(study)
-    check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols)
-    pk = _pack(prep, study)
-    S = pk.states.shape[0]
-    n_inst = study.run.instances
+    plan = make_plan(study, prepared)
+    n_inst = plan.n_instances
     # chunking is an execution detail: results and the recorded study do not depend on it
     chunk = min(chunk_size or study.run.chunk_size, n_inst)
     if chunk < 1:
         raise ValueError(f"chunk_size = {chunk_size} is out of range: must be >= 1")
-    gnorm_list = study.network.gnorm if isinstance(study.network.gnorm, list) else None
-    gnorms = np.atleast_1d(np.asarray(study.network.gnorm, dtype=np.float64))
-    G = gnorms.size
-    shape = study.sweep_shape
-    n_points = math.prod(shape)
-    eval_train = study.network.eval_train
-
-    acc = np.empty((n_points, S, n_inst, G))
-    acc_train = np.empty((n_points, S, n_inst, G)) if eval_train else None
-    agree = np.empty((n_points, S, n_inst, G))
-    wfid = np.empty((n_points, S, n_inst))
-    weight_fid = np.empty((n_points, S, n_inst))
-    rmse = np.empty((n_points, S, n_inst))
-    counts = np.empty((n_points, S, n_inst, K.N_COUNTS), np.int32)
-    sw_acc = np.empty((n_points, S, G))
-    sw_acc_train = np.empty((n_points, S, G))
+    S = plan.n_solutions
+    n_points = len(plan.points)
+    arrays = {name: np.empty((n_points, S, n_inst, *tail),
+                             np.int32 if name in count_names() else np.float64)
+              for name, tail in plan.instance_vars().items()}
 
     from .progress import progress_bar
 
     with _threads(threads), progress_bar(n_points * S * n_inst, progress) as bar:
-        for p, point in study.points():
-            fp, ip = _param_vectors(point)
-            ip[K.I_HIDDEN_SIGN] = prep.solutions.hidden_activation == "sign"
-            ip[K.I_OUT_TANH] = prep.solutions.output_activation == "tanh"
-            ip[K.I_EVAL_TRAIN] = eval_train
-            fp[K.F_THRESHOLD] = prep.solutions.threshold if point.network.threshold == 0.0 \
-                else point.network.threshold
-            sw_eval = _software(pk, gnorms, fp, ip, pk.X_eval)
-            sw_train = _software(pk, gnorms, fp, ip, pk.X_train)
-            sw_acc[p] = (sw_eval == pk.y_eval).mean(axis=-1)
-            sw_acc_train[p] = (sw_train == pk.y_train).mean(axis=-1)
-            g_p, g_ap = nominal_conductances(point.device)
-            n0 = pk.layer_in[0]
-            g0 = np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :]
-            g0 = np.ascontiguousarray(g0)
-            rmse_den = np.einsum("src,rq,sqc->s", g0, pk.gram, g0)
-            k0, k1 = (np.uint64(k) for k in instance_key(study.run.seed, p))
+        for p in range(n_points):
             for start in range(0, n_inst, chunk):
                 n = min(chunk, n_inst - start)
-                sl = slice(start, start + n)
-                out_acc = np.empty((S, n, G))
-                out_acc_train = np.empty((S, n, G))
-                out_agree = np.empty((S, n, G))
-                out_wfid = np.empty((S, n))
-                out_weight = np.empty((S, n))
-                out_rmse = np.empty((S, n))
-                out_counts = np.empty((S, n, K.N_COUNTS), np.int32)
-                K.simulate_chunk(
-                    k0, k1, start, n, _BLOCK, pk.states, pk.layer_in, pk.layer_out, pk.bias,
-                    fp, ip, gnorms, pk.X_eval, pk.y_eval, sw_eval, pk.X_train, pk.y_train,
-                    sw_train, pk.gram, g0, rmse_den, out_acc, out_acc_train, out_agree,
-                    out_wfid, out_weight, out_rmse, out_counts)
-                acc[p, :, sl] = out_acc
-                if eval_train:
-                    acc_train[p, :, sl] = out_acc_train
-                agree[p, :, sl] = out_agree
-                wfid[p, :, sl] = out_wfid
-                weight_fid[p, :, sl] = out_weight
-                rmse[p, :, sl] = out_rmse
-                counts[p, :, sl] = out_counts
+                block = run_block(plan, p, 0, S, start, n)
+                for name, values in block.items():
+                    arrays[name][p, :, start:start + n] = values
                 bar.update(S * n)
                 if on_chunk is not None:
-                    on_chunk()
+                    on_chunk(p, start, n)
 
     from .results import build_dataset
 
-    return build_dataset(
-        study, prep, shape=shape, gnorms=gnorm_list, acc=acc, acc_train=acc_train, agree=agree,
-        write_fidelity=wfid, weight_fidelity=weight_fid, current_rmse=rmse, counts=counts,
-        software_accuracy=sw_acc, software_accuracy_train=sw_acc_train,
-    )
+    return build_dataset(plan, arrays)
 
 
 def count_names() -> list[str]:
     """Result names of the counter columns, in kernel order."""
     return [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
             schema.N_DISTURBS, schema.N_PULSES]
-
-

@@ -41,66 +41,55 @@ def _var(name, dims, data):
     return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
 
 
-def build_dataset(study, prepared, *, shape, gnorms, acc, acc_train, agree, write_fidelity,
-                  weight_fidelity, current_rmse, counts, software_accuracy,
-                  software_accuracy_train) -> xr.Dataset:
-    """Wrap the engine's flat arrays (leading axis: sweep point) into the schema Dataset."""
-    from .engine import count_names
+def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
+    """Wrap the engine's arrays (leading axes: flat sweep point, solution, instance) into
+    the schema Dataset.
 
-    sweep_dims = study.sweep_dims()
-    S, n_inst = acc.shape[1], acc.shape[2]
+    Parameters
+    ----------
+    plan : mcmtj.engine.Plan
+    arrays : dict
+        Result name -> array of shape (n_points, n_solutions, n_instances[, gnorm]).
+    """
+    study = plan.study
+    shape = study.sweep_shape
+    sweep_dims = list(study.sweep_dims())
     inst_dims = (*sweep_dims, schema.SOLUTION, schema.INSTANCE)
     sol_dims = (*sweep_dims, schema.SOLUTION)
-    has_g = gnorms is not None
+    has_g = plan.gnorm_list is not None
     g_dims = (schema.GNORM,) if has_g else ()
 
-    def point_shape(a, dims_tail):
+    def shaped(a, has_gain_axis):
         a = a.reshape(*shape, *a.shape[1:])
-        if not has_g and a.shape[-1] == 1 and dims_tail:
+        if has_gain_axis and not has_g:
             a = a[..., 0]
         return a
 
-    data = {
-        schema.ACCURACY: _var(schema.ACCURACY, inst_dims + g_dims, point_shape(acc, g_dims or (1,))),
-        schema.AGREEMENT: _var(schema.AGREEMENT, inst_dims + g_dims,
-                               point_shape(agree, g_dims or (1,))),
-        schema.WRITE_FIDELITY: _var(schema.WRITE_FIDELITY, inst_dims,
-                                    write_fidelity.reshape(*shape, S, n_inst)),
-        schema.WEIGHT_FIDELITY: _var(schema.WEIGHT_FIDELITY, inst_dims,
-                                     weight_fidelity.reshape(*shape, S, n_inst)),
-        schema.CURRENT_RMSE: _var(schema.CURRENT_RMSE, inst_dims,
-                                  current_rmse.reshape(*shape, S, n_inst)),
-        schema.SOFTWARE_ACCURACY: _var(schema.SOFTWARE_ACCURACY, sol_dims + g_dims,
-                                       point_shape(software_accuracy, g_dims or (1,))),
-        schema.SOFTWARE_ACCURACY_TRAIN: _var(schema.SOFTWARE_ACCURACY_TRAIN, sol_dims + g_dims,
-                                             point_shape(software_accuracy_train, g_dims or (1,))),
-    }
-    if acc_train is not None:
-        data[schema.ACCURACY_TRAIN] = _var(schema.ACCURACY_TRAIN, inst_dims + g_dims,
-                                           point_shape(acc_train, g_dims or (1,)))
-    counts = counts.reshape(*shape, S, n_inst, counts.shape[-1])
-    for c, name in enumerate(count_names()):
-        data[name] = _var(name, inst_dims, counts[..., c])
+    data = {}
+    for name, values in arrays.items():
+        gain = values.ndim == 4
+        data[name] = _var(name, inst_dims + (g_dims if gain else ()), shaped(values, gain))
+    for name, attr in ((schema.SOFTWARE_ACCURACY, "software_accuracy"),
+                       (schema.SOFTWARE_ACCURACY_TRAIN, "software_accuracy_train")):
+        values = np.stack([getattr(pp, attr) for pp in plan.points])
+        data[name] = _var(name, sol_dims + g_dims, shaped(values, True))
 
-    coords = {
-        schema.SOLUTION: np.arange(S),
-        schema.INSTANCE: np.arange(n_inst),
-    }
+    n_sol, n_inst = plan.n_solutions, plan.n_instances
+    coords = {schema.SOLUTION: np.arange(n_sol), schema.INSTANCE: np.arange(n_inst)}
     for dim, (_, values) in zip(sweep_dims, study.sweep, strict=True):
         coords[dim] = np.asarray(values)
     if has_g:
-        coords[schema.GNORM] = np.asarray(gnorms, dtype=np.float64)
+        coords[schema.GNORM] = np.asarray(plan.gnorm_list, dtype=np.float64)
     attrs = {
         "title": "mcmtj Monte Carlo results",
         "study": study.to_toml(),
         "seed": str(study.run.seed),
-        "solutions": prepared.solutions.name,
-        "data": prepared.data.name,
+        "solutions": plan.prepared.solutions.name,
+        "data": plan.prepared.data.name,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **{f"version_{k}": v for k, v in versions().items()},
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    # sweep dims first, in study order, then solution, instance, gnorm
     return ds.transpose(*sweep_dims, schema.SOLUTION, schema.INSTANCE, *g_dims)
 
 
