@@ -51,7 +51,7 @@ def _transfer_work_size(m, n):
     """Length of the ``work`` buffer ``_transfer_matrix_kernel`` needs for an m x n array."""
     block = min(m, n)
     nb = _padded(block)
-    return block * block + nb * nb + 2 * nb * max(m, n) + nb + 4 * block + 2 * m * n
+    return block * block + (nb + max(m, n)) * nb + nb + 4 * block + 2 * m * n
 
 
 @kernel
@@ -73,7 +73,7 @@ def _verify_work_size(m, n):
 
 
 # ----------------------------------------------------------------------------- one line
-@kernel(inline="always")
+@kernel
 def _line_pivots(shunt, g_link, g_drive, d, e):
     """LDL^T pivots ``d`` of one line's tridiagonal nodal matrix.
 
@@ -89,7 +89,7 @@ def _line_pivots(shunt, g_link, g_drive, d, e):
     d[n - 1] = e[n - 1]
 
 
-@kernel(inline="always")
+@kernel
 def _line_drive_response(d, g_link, g_drive, y):
     """Node voltages of a line driven at 1 V through ``g_drive`` with all shunts at 0 V."""
     n = d.shape[0]
@@ -103,7 +103,7 @@ def _line_drive_response(d, g_link, g_drive, y):
         y[k] = (y[k] + g_link * y[k + 1]) / d[k]
 
 
-@kernel(inline="always")
+@kernel
 def _line_solve(d, g_link, rhs, x):
     """Solve one line's tridiagonal system given its pivots ``d``; ``x`` may alias ``rhs``."""
     n = d.shape[0]
@@ -115,7 +115,7 @@ def _line_solve(d, g_link, rhs, x):
         x[k] = (x[k] + g_link * x[k + 1]) / d[k]
 
 
-@kernel(inline="always")
+@kernel
 def _row_norton(shunt, r_row, drive, d, e, y, z, S, w):
     """Norton equivalent (S, w) of one row line seen from the column nodes of its cells.
 
@@ -225,94 +225,90 @@ def _row_norton(shunt, r_row, drive, d, e, y, z, S, w):
         S[j, j] = acc[j]
 
 
-@kernel(inline="always")
-def _sweep(A, u):
-    """Overwrite the symmetric positive definite matrix ``A`` with ``-A^{-1}``.
+@kernel
+def _sweep(A, npiv, first_extra, rows, u):
+    """Sweep the leading ``npiv`` pivots of ``A``, carrying rows ``first_extra:rows`` along.
 
-    Gauss-Jordan in sweep-operator form, no pivoting (none is needed on an SPD matrix): each
-    pivot is one branch-free rank-1 update of the whole matrix, which vectorises; ~3x faster
-    than the textbook loop at n = 15. ``u``: n-vector of scratch.
+    The leading npiv x npiv block D of ``A`` must be symmetric positive definite, and the
+    columns npiv: of its rows zero (padding). Afterwards the block holds ``-D^{-1}`` and
+    each carried row y holds ``y D^{-1}``. Gauss-Jordan in sweep-operator form, no pivoting
+    (none is needed on an SPD matrix): each pivot is one branch-free rank-1 update of every
+    row over all ``A.shape[1]`` columns, which vectorises (~3x faster than the textbook loop
+    at n = 15, more with a width that is a multiple of 4). ``u``: A.shape[1] of scratch.
     """
-    n = A.shape[0]
-    for p in range(n):
-        for c in range(n):
+    ncol = A.shape[1]
+    for p in range(npiv):
+        for c in range(ncol):
             u[c] = A[p, c]
         inv_pivot = 1.0 / u[p]
-        for r in range(n):
-            f = u[r] * inv_pivot
-            for c in range(n):
+        for r in range(npiv):
+            f = A[r, p] * inv_pivot
+            for c in range(ncol):
                 A[r, c] -= f * u[c]
-        for c in range(n):
-            v = u[c] * inv_pivot
-            A[p, c] = v
-            A[c, p] = v
+            A[r, p] = f
+        for r in range(first_extra, rows):
+            f = A[r, p] * inv_pivot
+            for c in range(ncol):
+                A[r, c] -= f * u[c]
+            A[r, p] = f
+        for c in range(ncol):
+            A[p, c] = u[c] * inv_pivot
         A[p, p] = -inv_pivot
 
 
-@kernel(inline="always")
+@kernel
 def _invert_spd(A, u):
     """In-place inverse of a symmetric positive definite matrix; ``u``: n-vector of scratch."""
-    _sweep(A, u)
     n = A.shape[0]
+    _sweep(A, n, n, n, u)
     for r in range(n):
         for c in range(n):
             A[r, c] = -A[r, c]
 
 
 # ----------------------------------------------------------------------------- transfer matrix
-@kernel(inline="always")
-def _transfer_core(G, r_row, r_col, S, Q, Yt, Zt, d, e, y, z, w, out):
+@kernel
+def _transfer_core(G, r_row, r_col, S, A, d, e, y, z, w, out):
     """Transfer matrix (``out``, n x m) of an m x n crossbar with r_row > 0 and r_col > 0.
 
-    Block Gaussian elimination down the columns with all m right-hand sides at once: after
-    crossbar row k, row c of ``Yt`` is the reduced right-hand side of input c (c <= k).
-    ``S``: n x n; ``Q``: nb x nb; ``Yt``, ``Zt``: m x nb, nb = ``_padded(n)``; the padding
-    of ``Q`` is an identity block, decoupled from the rest.
+    Block Gaussian elimination down the columns with all m right-hand sides at once, in
+    units of the column-wire conductance g_c: the diagonal block of crossbar row k is
+    ``D_k / g_c``, and row nb + c of ``A`` holds the reduced right-hand side of input c
+    (c <= k) times ``g_c``. Sweeping ``D_k / g_c`` carries those rows along, so the product
+    with the inverse costs no separate pass. ``S``: n x n; ``A``: (nb + m) x nb with
+    nb = ``_padded(n)``; its padding is a decoupled identity block, never swept.
     """
     m, n = G.shape
-    nb = Q.shape[0]
-    g_c = 1.0 / r_col
-    g_c2 = g_c * g_c
+    nb = A.shape[1]
     for j in range(nb):
         for c in range(nb):
-            Q[j, c] = 0.0
-        Q[j, j] = 1.0
-    for c in range(m):
-        for j in range(nb):
-            Yt[c, j] = 0.0
+            A[j, c] = 0.0
+        A[j, j] = 1.0
     for k in range(m):
         _row_norton(G[k], r_row, 1.0, d, e, y, z, S, w)
-        # Q holds -D_{k-1}^{-1}, so D_k = S_k + wires - g_c^2 D_{k-1}^{-1} = S_k + wires
-        # + g_c^2 Q. Column wires: a link up (k > 0) and one down, to the next row or the
-        # sense node.
+        # The top block holds -g_c D_{k-1}^{-1}, so D_k / g_c = (S_k + wires) / g_c
+        # - g_c D_{k-1}^{-1} is one update. Column wires: a link up (k > 0) and one down,
+        # to the next row or to the sense node.
         if k == 0:
             for j in range(n):
                 for c in range(n):
-                    Q[j, c] = S[j, c]
-                Q[j, j] += g_c
+                    A[j, c] = S[j, c] * r_col
+                A[j, j] += 1.0
         else:
             for j in range(n):
                 for c in range(n):
-                    Q[j, c] = S[j, c] + g_c2 * Q[j, c]
-                Q[j, j] += 2.0 * g_c
-        _sweep(Q, d)
-        for j in range(n):
-            Yt[k, j] = w[j]
-        # Zt[:k+1] = g_c * Yt[:k+1] @ D_k^{-1} (D symmetric): the reduced right-hand sides
-        # of row k + 1; at k = m - 1 it is g_c * b_{m-1}, the sense currents, i.e. T^T.
-        for c in range(k + 1):
-            for j in range(nb):
-                Zt[c, j] = 0.0
-            for l in range(n):
-                f = -g_c * Yt[c, l]
-                for j in range(nb):
-                    Zt[c, j] += f * Q[l, j]
-        for c in range(k + 1):
-            for j in range(nb):
-                Yt[c, j] = Zt[c, j]
+                    A[j, c] += S[j, c] * r_col
+                A[j, j] += 2.0
+        # Input k enters at row k: its right-hand side g_r * shunt * (...) = w, times g_c
+        # cancelled by the scaling of the block (y (D/g_c)^{-1} = g_c y D^{-1}).
+        row = nb + k
+        for j in range(nb):
+            A[row, j] = w[j] if j < n else 0.0
+        _sweep(A, n, nb, nb + k + 1, d)
+    # Row nb + c is now g_c * b_{m-1} for input c: the sense currents, i.e. T[:, c].
     for j in range(n):
         for c in range(m):
-            out[j, c] = Zt[c, j]
+            out[j, c] = A[nb + c, j]
 
 
 @kernel
@@ -361,12 +357,8 @@ def _transfer_matrix_kernel(G, r_row, r_col, work, out):
     o = 0
     S = work[o : o + block * block].reshape((block, block))
     o += block * block
-    Q = work[o : o + nb * nb].reshape((nb, nb))
-    o += nb * nb
-    Yt = work[o : o + steps * nb].reshape((steps, nb))
-    o += steps * nb
-    Zt = work[o : o + steps * nb].reshape((steps, nb))
-    o += steps * nb
+    A = work[o : o + (nb + steps) * nb].reshape((nb + steps, nb))
+    o += (nb + steps) * nb
     d = work[o : o + nb]
     o += nb
     e = work[o : o + block]
@@ -385,7 +377,7 @@ def _transfer_matrix_kernel(G, r_row, r_col, work, out):
             Gc[p, q] = G[m - 1 - q, n - 1 - p] if wide else G[p, q]
     r_line = r_col if wide else r_row
     r_cross = r_row if wide else r_col
-    _transfer_core(Gc, r_line, r_cross, S, Q, Yt, Zt, d, e, y, z, w, Tc)
+    _transfer_core(Gc, r_line, r_cross, S, A, d, e, y, z, w, Tc)
     for j in range(n):
         for i in range(m):
             out[j, i] = Tc[m - 1 - i, n - 1 - j] if wide else Tc[j, i]
@@ -544,7 +536,7 @@ def _solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, work, a, b):
 
 
 # ----------------------------------------------------------------------------- nonlinear read
-@kernel(inline="always")
+@kernel
 def _ap_conductance(g_parallel, tmr0, v, v_h):
     """Antiparallel conductance at device voltage v: g_P / (1 + TMR0 / (1 + (v / V_h)^2))."""
     x = v / v_h

@@ -56,7 +56,7 @@ from .device import (
  F_RSHORT, F_ERROR_RATE, F_VW, F_TW, F_DG_NOM, F_THRESHOLD, N_FP) = range(28)
 # ip indices
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
- N_IP) = range(8)
+ I_SENSITIVITY, N_IP) = range(9)
 # count columns
 C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, N_COUNTS = range(7)
 
@@ -319,7 +319,7 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
 @parallel_kernel
 def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp, ip, gnorms,
                    X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0, rmse_den,
-                   acc, acc_train, agree, write_fid, weight_fid, rmse, counts):
+                   sens, acc, acc_train, agree, write_fid, weight_fid, rmse, sens_fid, counts):
     """Simulate instances ``start .. start + n - 1`` of every solution given.
 
     ``sol_offset`` is the global index of ``states[0]`` (it keys the random streams).
@@ -370,6 +370,18 @@ def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_
                 k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip, words, zbuf, tails,
                 devp, g, correct_dev, stream)
             write_fid[s, local] = good_dev / nd
+            if ip[I_SENSITIVITY] != 0:
+                lost = 0.0
+                total = 0.0
+                k = 0
+                for l in range(n_layers):
+                    for r in range(layer_in[l]):
+                        for c in range(2 * layer_out[l]):
+                            total += sens[s, k]
+                            if not correct_dev[l, r, c]:
+                                lost += sens[s, k]
+                            k += 1
+                sens_fid[s, local] = 1.0 - lost / total if total > 0.0 else 1.0
             weight_fid[s, local] = good_w / nw
             for c in range(N_COUNTS):
                 counts[s, local, c] = cnt[c]

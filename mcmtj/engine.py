@@ -215,6 +215,7 @@ class PointPlan:
     software_accuracy_train: np.ndarray
     g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances
     rmse_den: np.ndarray  # (S,)
+    sensitivity: np.ndarray  # (S, n_devices) device weights, or (S, 0) when not asked for
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,8 @@ class Plan:
             out[schema.ACCURACY_TRAIN] = (G,)
         out.update({schema.WRITE_FIDELITY: (), schema.WEIGHT_FIDELITY: (),
                     schema.CURRENT_RMSE: ()})
+        if self.study.network.sensitivity:
+            out[schema.SENSITIVITY_FIDELITY] = ()
         out.update({name: () for name in count_names()})
         return out
 
@@ -259,12 +262,20 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
     pk = _pack(prep, study)
     gnorm_list = study.network.gnorm if isinstance(study.network.gnorm, list) else None
     gnorms = np.atleast_1d(np.asarray(study.network.gnorm, dtype=np.float64))
+    S = pk.states.shape[0]
+    sensitivity = np.zeros((S, 0))
+    if study.network.sensitivity:
+        from .solutions import device_sensitivity
+
+        # depends on the solutions and data only, not on the sweep point
+        sensitivity = device_sensitivity(prep.solutions, pk.X_eval.T, pk.y_eval, gnorms[0])
     points = []
     for p, point in study.points():
         fp, ip = _param_vectors(point)
         ip[K.I_HIDDEN_SIGN] = prep.solutions.hidden_activation == "sign"
         ip[K.I_OUT_TANH] = prep.solutions.output_activation == "tanh"
         ip[K.I_EVAL_TRAIN] = study.network.eval_train
+        ip[K.I_SENSITIVITY] = study.network.sensitivity
         if point.network.threshold == 0.0:
             fp[K.F_THRESHOLD] = prep.solutions.threshold
         sw_eval = _software(pk, gnorms, fp, ip, pk.X_eval)
@@ -278,6 +289,7 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
             software_accuracy=(sw_eval == pk.y_eval).mean(axis=-1),
             software_accuracy_train=(sw_train == pk.y_train).mean(axis=-1),
             g0=g0, rmse_den=np.einsum("src,rq,sqc->s", g0, pk.gram, g0),
+            sensitivity=sensitivity,
         ))
     return Plan(study, prep, pk, tuple(points), gnorms, gnorm_list)
 
@@ -302,18 +314,21 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
     wfid = np.empty((S, n))
     weight_fid = np.empty((S, n))
     rmse = np.empty((S, n))
+    sens_fid = np.empty((S, n))
     counts = np.empty((S, n, K.N_COUNTS), np.int32)
     k0, k1 = (np.uint64(k) for k in pp.key)
     K.simulate_chunk(
         k0, k1, sol_start, start, n, _BLOCK, pk.states[sl], pk.layer_in, pk.layer_out,
         pk.bias[sl], pp.fp, pp.ip, plan.gnorms, pk.X_eval, pk.y_eval, pp.sw_eval[sl],
         pk.X_train, pk.y_train, pp.sw_train[sl], pk.gram, pp.g0[sl], pp.rmse_den[sl],
-        acc, acc_train, agree, wfid, weight_fid, rmse, counts)
+        pp.sensitivity[sl], acc, acc_train, agree, wfid, weight_fid, rmse, sens_fid, counts)
     out = {schema.ACCURACY: acc, schema.AGREEMENT: agree}
     if plan.study.network.eval_train:
         out[schema.ACCURACY_TRAIN] = acc_train
     out.update({schema.WRITE_FIDELITY: wfid, schema.WEIGHT_FIDELITY: weight_fid,
                 schema.CURRENT_RMSE: rmse})
+    if plan.study.network.sensitivity:
+        out[schema.SENSITIVITY_FIDELITY] = sens_fid
     for c, name in enumerate(count_names()):
         out[name] = counts[..., c]
     return out

@@ -17,6 +17,7 @@ ACCURACY_TRAIN = "accuracy_train"
 AGREEMENT = "agreement"
 WRITE_FIDELITY = "write_fidelity"
 WEIGHT_FIDELITY = "weight_fidelity"
+SENSITIVITY_FIDELITY = "sensitivity_fidelity"
 CURRENT_RMSE = "current_rmse"
 N_STUCK = "n_stuck"
 N_SHORT = "n_short"
@@ -36,6 +37,8 @@ VARIABLES = {
     AGREEMENT: ("fraction of samples predicted as the software network does", "1"),
     WRITE_FIDELITY: ("fraction of devices whose final state equals the target", "1"),
     WEIGHT_FIDELITY: ("fraction of weights whose device pair is fully correct", "1"),
+    SENSITIVITY_FIDELITY: ("1 - sensitivity-weighted fraction of wrong devices (weights: accuracy "
+                           "lost when that device alone is wrong)", "1"),
     CURRENT_RMSE: ("RMS column-current error relative to the ideal read", "1"),
     N_STUCK: ("devices stuck in P or AP", "count"),
     N_SHORT: ("shorted devices", "count"),

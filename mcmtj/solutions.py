@@ -607,3 +607,53 @@ def load_solutions(path: str | os.PathLike) -> SolutionSet:
         if str(err).startswith(str(path)):
             raise
         raise ValueError(f"{path}: {err}") from None
+
+
+def device_sensitivity(
+    solutions: SolutionSet, X: np.ndarray, y: np.ndarray, gnorm: float = 1.0
+) -> np.ndarray:
+    """Accuracy the ideal network loses when one device alone is in the wrong state.
+
+    For every solution and every device of every layer (order: layer, row, column of
+    the used region, the engine's device order), the device's state is flipped
+    (P <-> AP) and the network re-evaluated with the software convention.
+
+    Parameters
+    ----------
+    solutions : SolutionSet
+    X : ndarray, shape (n_samples, n_features)
+    y : ndarray, shape (n_samples,)
+    gnorm : float
+
+    Returns
+    -------
+    ndarray, shape (n_solutions, n_devices)
+        ``max(0, accuracy - accuracy with that device flipped)``; sums to the weights of
+        the sensitivity-weighted fidelity (:func:`mcmtj.analysis.sensitivity_weighted_fidelity`).
+    """
+    y = np.asarray(y)
+    shapes = solutions.layer_shapes
+    n_dev = sum(n_in * 2 * n_out for n_in, n_out in shapes)
+    out = np.empty((solutions.n_solutions, n_dev))
+    kw = dict(hidden_activation=solutions.hidden_activation,
+              output_activation=solutions.output_activation, threshold=solutions.threshold,
+              gnorm=gnorm)
+    for s in range(solutions.n_solutions):
+        weights = [w[s] for w in solutions.weights]
+        biases = [b[s] for b in solutions.biases]
+        base = (predict([w[None] for w in weights], [b[None] for b in biases], X, **kw)[0]
+                == y).mean()
+        batch_w = [np.repeat(w[None], n_dev, axis=0) for w in weights]
+        k = 0
+        for layer, (n_in, n_out) in enumerate(shapes):
+            states = solutions.states[layer][s]
+            for r in range(n_in):
+                for c in range(2 * n_out):
+                    sign = 1.0 if c % 2 == 0 else -1.0
+                    # flipping state x changes x by (1 - 2x); the pair's weight by +-that
+                    batch_w[layer][k, r, c // 2] += sign * (1.0 - 2.0 * states[r, c])
+                    k += 1
+        batch_b = [np.repeat(b[None], n_dev, axis=0) for b in biases]
+        acc = (predict(batch_w, batch_b, X, **kw) == y).mean(axis=1)
+        out[s] = np.maximum(0.0, base - acc)
+    return out

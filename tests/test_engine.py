@@ -163,3 +163,17 @@ def test_sweep_dims_and_roundtrip(tmp_path, nist_study, nist_prepared):
 def test_layer_too_large_is_an_error(nist_study):
     with pytest.raises(ValueError, match="does not fit"):
         mcmtj.prepare(nist_study.replace(**{"array.cols": 10}))
+
+
+def test_sensitivity_fidelity(nist_study, nist_prepared):
+    study = nist_study.replace(**{"network.max_solutions": 2, "network.sensitivity": True,
+                                  "write.mode": "fixed", "write.error_rate": 0.2})
+    prep = mcmtj.prepare(study)
+    ds = mcmtj.simulate(study, seed=1, instances=30, prepared=prep)
+    sf = ds[schema.SENSITIVITY_FIDELITY]
+    assert ((sf >= 0) & (sf <= 1)).all() and (sf < 1).any()
+    # instances with every device right have sensitivity fidelity 1
+    np.testing.assert_array_equal(sf.values[ds.write_fidelity.values == 1], 1.0)
+    ideal = mcmtj.simulate(study.replace(**{"write.mode": "ideal"}), seed=1, instances=3,
+                           prepared=prep)
+    assert (ideal[schema.SENSITIVITY_FIDELITY] == 1).all()
