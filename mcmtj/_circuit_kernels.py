@@ -51,7 +51,7 @@ def _transfer_work_size(m, n):
     """Length of the ``work`` buffer ``_transfer_matrix_kernel`` needs for an m x n array."""
     block = min(m, n)
     nb = _padded(block)
-    return block * block + (nb + max(m, n)) * nb + nb + 4 * block + 2 * m * n
+    return block * block + (nb + max(m, n)) * nb + nb + 4 * block + max(m, n) + 5 * m * n
 
 
 @kernel
@@ -268,39 +268,91 @@ def _invert_spd(A, u):
 
 # ----------------------------------------------------------------------------- transfer matrix
 @kernel
-def _transfer_core(G, r_row, r_col, S, A, d, e, y, z, w, out):
+def _transfer_core(G, GT, r_row, r_col, S, A, EV, RU, h, d, e, y, z, w, out):
     """Transfer matrix (``out``, n x m) of an m x n crossbar with r_row > 0 and r_col > 0.
 
     Block Gaussian elimination down the columns with all m right-hand sides at once, in
     units of the column-wire conductance g_c: the diagonal block of crossbar row k is
     ``D_k / g_c``, and row nb + c of ``A`` holds the reduced right-hand side of input c
     (c <= k) times ``g_c``. Sweeping ``D_k / g_c`` carries those rows along, so the product
-    with the inverse costs no separate pass. ``S``: n x n; ``A``: (nb + m) x nb with
-    nb = ``_padded(n)``; its padding is a decoupled identity block, never swept.
+    with the inverse costs no separate pass. ``GT``: G transposed (n x m); ``S``: n x n;
+    ``A``: (nb + m) x nb with nb = ``_padded(n)``, its padding a decoupled identity block,
+    never swept; ``EV``, ``RU``: n x m; ``h``: m; ``d``: nb; ``e``, ``y``, ``z``, ``w``: n.
     """
     m, n = G.shape
     nb = A.shape[1]
+    g = 1.0 / r_row
+    # Row-line factors (see _row_norton) for all rows at once: the recurrences run along
+    # each line, and the inner loops over the m rows vectorise the divisions instead of
+    # waiting on one dependent chain per row. EV: pivots e, then 1 / (e + q), then v;
+    # RU: rho, then its running product u.
+    for k in range(m):
+        EV[0, k] = g + GT[0, k]
+    for j in range(n - 1):
+        for k in range(m):
+            EV[j + 1, k] = GT[j + 1, k] + g * EV[j, k] / (EV[j, k] + g)
+    for k in range(m):
+        h[k] = GT[n - 1, k]
+        EV[n - 1, k] = 1.0 / EV[n - 1, k]
+    for i in range(n - 1, 0, -1):
+        for k in range(m):
+            rho = g / (h[k] + g)
+            q = h[k] * rho
+            RU[i, k] = rho
+            EV[i - 1, k] = 1.0 / (EV[i - 1, k] + q)
+            h[k] = GT[i - 1, k] + q
+    for k in range(m):
+        RU[0, k] = 1.0
+    for i in range(1, n):
+        for k in range(m):
+            RU[i, k] *= RU[i - 1, k]
+    for j in range(n):
+        for k in range(m):
+            EV[j, k] /= RU[j, k]
+
     for j in range(nb):
         for c in range(nb):
             A[j, c] = 0.0
         A[j, j] = 1.0
     for k in range(m):
-        _row_norton(G[k], r_row, 1.0, d, e, y, z, S, w)
         # The top block holds -g_c D_{k-1}^{-1}, so D_k / g_c = (S_k + wires) / g_c
         # - g_c D_{k-1}^{-1} is one update. Column wires: a link up (k > 0) and one down,
         # to the next row or to the sense node.
-        if k == 0:
-            for j in range(n):
-                for c in range(n):
-                    A[j, c] = S[j, c] * r_col
-                A[j, j] += 1.0
+        carry = 0.0 if k == 0 else 1.0
+        wire = 1.0 if k == 0 else 2.0
+        if RU[n - 1, k] > 1e-150:
+            # S_k from the semiseparable factors, straight into the block (as _row_norton).
+            v0 = EV[0, k]
+            acc = 0.0
+            for j in range(n - 1, -1, -1):
+                gj = G[k, j]
+                y[j] = gj * RU[j, k]
+                z[j] = gj * EV[j, k]
+                e[j] = acc
+                acc += y[j]
+            lower = 0.0
+            for i in range(n):
+                gi = G[k, i]
+                ui = RU[i, k]
+                vi = EV[i, k]
+                a = -gi * ui * r_col
+                b = -gi * vi * r_col
+                for j in range(i):
+                    A[i, j] = carry * A[i, j] + a * z[j]
+                for j in range(i + 1, n):
+                    A[i, j] = carry * A[i, j] + b * y[j]
+                w[i] = g * gi * ui * v0
+                diag = w[i] + gi * (ui * lower + vi * e[i])
+                A[i, i] = carry * A[i, i] + diag * r_col + wire
+                lower += z[i]
         else:
-            for j in range(n):
-                for c in range(n):
-                    A[j, c] += S[j, c] * r_col
-                A[j, j] += 2.0
-        # Input k enters at row k: its right-hand side g_r * shunt * (...) = w, times g_c
-        # cancelled by the scaling of the block (y (D/g_c)^{-1} = g_c y D^{-1}).
+            _row_norton(G[k], r_row, 1.0, d, e, y, z, S, w)
+            for i in range(n):
+                for j in range(n):
+                    A[i, j] = carry * A[i, j] + S[i, j] * r_col
+                A[i, i] += wire
+        # Input k enters at row k with right-hand side w (times g_c, cancelled by the
+        # scaling of the block: y (D / g_c)^{-1} = g_c y D^{-1}).
         row = nb + k
         for j in range(nb):
             A[row, j] = w[j] if j < n else 0.0
@@ -369,15 +421,25 @@ def _transfer_matrix_kernel(G, r_row, r_col, work, out):
     o += block
     w = work[o : o + block]
     o += block
+    h = work[o : o + steps]
+    o += steps
     Gc = work[o : o + m * n].reshape((steps, block))
+    o += m * n
+    GT = work[o : o + m * n].reshape((block, steps))
+    o += m * n
+    EV = work[o : o + m * n].reshape((block, steps))
+    o += m * n
+    RU = work[o : o + m * n].reshape((block, steps))
     o += m * n
     Tc = work[o : o + m * n].reshape((block, steps))
     for p in range(steps):
         for q in range(block):
-            Gc[p, q] = G[m - 1 - q, n - 1 - p] if wide else G[p, q]
+            v = G[m - 1 - q, n - 1 - p] if wide else G[p, q]
+            Gc[p, q] = v
+            GT[q, p] = v
     r_line = r_col if wide else r_row
     r_cross = r_row if wide else r_col
-    _transfer_core(Gc, r_line, r_cross, S, A, d, e, y, z, w, Tc)
+    _transfer_core(Gc, GT, r_line, r_cross, S, A, EV, RU, h, d, e, y, z, w, Tc)
     for j in range(n):
         for i in range(m):
             out[j, i] = Tc[m - 1 - i, n - 1 - j] if wide else Tc[j, i]

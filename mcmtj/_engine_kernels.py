@@ -19,20 +19,38 @@ import numpy as np
 
 from ._fastmath import tanh
 from ._jit import kernel, parallel_kernel, prange
+from ._circuit_kernels import (
+    SCHEME_FLOATING,
+    _nonlinear_read_kernel,
+    _nonlinear_work_size,
+    _transfer_matrix_kernel,
+    _transfer_work_size,
+    _verify_read_kernel,
+    _verify_work_size,
+)
 from ._rng import (
     LANE_DEFECT,
     LANE_DEVICE,
+    LANE_DISTURB,
     LANE_INSTANCE,
+    LANE_READ,
     LANE_SWITCHING,
+    LANE_UNUSED,
+    LANE_VERIFY,
     LANE_WRITE,
     fill_lane,
     normal_ppf,
     normals_from_words,
     stream_init,
+    stream_u32,
+    stream_uniform53,
     u32_to_uniform_jit,
 )
 from .array import (
     WRITE_PHYSICS,
+    _disturb_probability,
+    _geometric_skip,
+    _sense_half,
     _final_conductance,
     _is_healthy,
     _pulse_switch_probability,
@@ -53,16 +71,22 @@ from .device import (
 # fp indices
 (F_D0, F_SD, F_RA0, F_SRA, F_TMR0, F_STMR, F_VH, F_DSAT, F_DC, F_SDELTA, F_JC, F_JCASYM,
  F_SJC, F_TAU0, F_TAUD, F_BETA, F_STUCK_P, F_STUCK_AP, F_SHORT, F_OPEN, F_DISPERSION,
- F_RSHORT, F_ERROR_RATE, F_VW, F_TW, F_DG_NOM, F_THRESHOLD, N_FP) = range(28)
+ F_RSHORT, F_ERROR_RATE, F_VW, F_TW, F_DG_NOM, F_THRESHOLD, F_DISTURB_RATE, F_RETRY_STEP,
+ F_R_ROW, F_R_COL, F_TOL, F_NOISE, F_OFFSET, F_VREAD, F_G_NOM_P, F_G_NOM_AP, N_FP) = range(38)
 # ip indices
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
- I_SENSITIVITY, N_IP) = range(9)
+ I_SENSITIVITY, I_CIRCUIT, I_SCHEME, I_ORDER, I_VERIFY, I_MAX_RETRIES, I_VERIFY_FLOATING,
+ I_FINAL_VERIFY, I_BIAS_TMR, I_MAX_ITER, I_ROWS, I_COLS, N_IP) = range(20)
 # count columns
-C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, N_COUNTS = range(7)
+(C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, C_RETRIES, C_NONCONVERGED,
+ N_COUNTS) = range(9)
+SCHEME_NONE, SCHEME_V2, SCHEME_V3 = 0, 1, 2
+ORDER_ROW, ORDER_COLUMN, ORDER_RANDOM = 0, 1, 2
 
 _WORDS_DEVICE = 3  # diameter, RA, TMR
 _WORDS_SWITCHING = 2  # barrier, critical current
 _WORDS_WRITE = 2  # initial state, pulse outcome
+_WORDS_UNUSED = 7  # cells outside the used region: 3 device, 2 switching, defect, initial
 
 
 @kernel
@@ -71,18 +95,19 @@ def _round4(n):
 
 
 @kernel
-def _activate_row(row, n, gnorm, b, kind, threshold):
-    """In place: row[s] = act(row[s] / gnorm + b) for s < n; one branch-free loop per kind
-    so that LLVM vectorises it (kind 0: tanh, 1: sign, 2: identity)."""
+def _activate_row(row, n, off, gnorm, b, kind, threshold):
+    """In place: row[s] = act((row[s] + off) / gnorm + b) for s < n, ``off`` being the
+    column pair's comparator offset; one branch-free loop per kind so that LLVM vectorises
+    it (kind 0: tanh, 1: sign, 2: identity)."""
     if kind == 0:
         for s in range(n):
-            row[s] = tanh(row[s] / gnorm + b)
+            row[s] = tanh((row[s] + off) / gnorm + b)
     elif kind == 1:
         for s in range(n):
-            row[s] = 1.0 if row[s] / gnorm + b >= threshold else -1.0
+            row[s] = 1.0 if (row[s] + off) / gnorm + b >= threshold else -1.0
     else:
         for s in range(n):
-            row[s] = row[s] / gnorm + b
+            row[s] = (row[s] + off) / gnorm + b
 
 
 @kernel
@@ -118,7 +143,7 @@ def _weighted_sums(w, layer, j, n_in, src, dst, n):
 
 
 @kernel
-def _forward_counts(weff, layer_in, layer_out, bias, X, y, sw_pred, gnorm, hidden_sign,
+def _forward_counts(weff, layer_in, layer_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign,
                     threshold, out_tanh, raw0, act_a, act_b, pred):
     """Run the network on every sample; return (n_correct, n_agree).
 
@@ -142,7 +167,7 @@ def _forward_counts(weff, layer_in, layer_out, bias, X, y, sw_pred, gnorm, hidde
                 row[:n_samples] = raw0[j, :n_samples]
             else:
                 _weighted_sums(weff, l, j, layer_in[l], src, row, n_samples)
-            _activate_row(row, n_samples, gnorm, bias[l, j], kind, threshold)
+            _activate_row(row, n_samples, offs[l, j], gnorm, bias[l, j], kind, threshold)
         src, dst = dst, src
     n_out = layer_out[n_layers - 1]
     correct = 0
@@ -173,11 +198,26 @@ def software_predictions(weights, layer_in, layer_out, bias, X, gnorms, ip, fp, 
     act_a = np.empty((width, n_samples))
     act_b = np.empty((width, n_samples))
     y = np.zeros(n_samples, np.int64)
+    offs = np.zeros(bias.shape)
     _layer0_sums(weights, layer_in[0], layer_out[0], X, raw0)
     for g in range(gnorms.shape[0]):
-        _forward_counts(weights, layer_in, layer_out, bias, X, y, y, gnorms[g],
+        _forward_counts(weights, layer_in, layer_out, bias, offs, X, y, y, gnorms[g],
                         ip[I_HIDDEN_SIGN] != 0, fp[F_THRESHOLD], ip[I_OUT_TANH] != 0,
                         raw0, act_a, act_b, out[g])
+
+
+@kernel
+def _switching_params(diam, z_delta, z_jc, fp, spread):
+    """Thermal barrier and critical currents (AP->P, P->AP) of one device."""
+    area = (math.pi / 4.0) * diam * diam
+    ratio = diam / fp[F_DC]
+    delta = fp[F_DSAT] * min(1.0, ratio * ratio)
+    jc = fp[F_JC]
+    if spread:
+        delta *= max(1.0 + fp[F_SDELTA] * z_delta, 0.0)
+        jc *= max(1.0 + fp[F_SJC] * z_jc, 1e-6)
+    ic = jc * area
+    return delta, ic, ic * fp[F_JCASYM]
 
 
 @kernel
@@ -284,20 +324,16 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
                     n_pulses += 1
                     p_switch = 1.0
                     if physics:
-                        area = (math.pi / 4.0) * diam * diam
-                        ratio = diam / fp[F_DC]
-                        delta = fp[F_DSAT] * min(1.0, ratio * ratio)
-                        jc = fp[F_JC]
-                        if variation and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0):
-                            delta *= max(1.0 + fp[F_SDELTA] * normal_ppf(
-                                u32_to_uniform_jit(float(w_sw[2 * k]))), 0.0)
-                            jc *= max(1.0 + fp[F_SJC] * normal_ppf(
-                                u32_to_uniform_jit(float(w_sw[2 * k + 1]))), 1e-6)
-                        ic = jc * area
+                        spread = variation and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0)
+                        z_delta = 0.0
+                        z_jc = 0.0
+                        if spread:
+                            z_delta = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
+                            z_jc = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
+                        delta, ic, ic_rev = _switching_params(diam, z_delta, z_jc, fp, spread)
                         p_switch = _pulse_switch_probability(
-                            mode, 0.0, state, g_p, tmr * tmr_scale_write, ic,
-                            ic * fp[F_JCASYM], delta, vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD],
-                            fp[F_BETA])
+                            mode, 0.0, state, g_p, tmr * tmr_scale_write, ic, ic_rev, delta,
+                            vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
                     elif mode != 0:
                         p_switch = 1.0 - fp[F_ERROR_RATE]
                     if u32_to_uniform_jit(float(w_wr[2 * k + 1])) < p_switch:
@@ -313,22 +349,433 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
             for j in range(layer_out[l]):
                 good_w += correct_dev[l, r, 2 * j] and correct_dev[l, r, 2 * j + 1]
                 n_w += 1
-    return good_dev, good_w, n_dev, n_w, (n_stuck, n_short, n_open, n_err, 0, n_pulses)
+    return good_dev, good_w, n_dev, n_w, (n_stuck, n_short, n_open, n_err, 0, n_pulses, 0, 0)
 
 
-@parallel_kernel
-def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp, ip, gnorms,
-                   X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0, rmse_den,
-                   sens, acc, acc_train, agree, write_fid, weight_fid, rmse, sens_fid, counts):
-    """Simulate instances ``start .. start + n - 1`` of every solution given.
+@kernel
+def _cell_conductance(state, defect, g_parallel, tmr, g_short):
+    return _final_conductance(state, defect, g_parallel, tmr, g_short)
 
-    ``sol_offset`` is the global index of ``states[0]`` (it keys the random streams).
 
-    Shapes: states (S, L, R, C) uint8; bias (S, L, O); X_* (F, N) row voltages / V_read;
-    sw_* (S, G, N) software predictions; gram (F, F) = X_eval X_eval^T; g0 (S, R, C)
-    nominal layer-0 conductances; rmse_den (S,). Outputs: acc, acc_train, agree (S, n, G);
-    write_fid, weight_fid, rmse (S, n); counts (S, n, N_COUNTS).
+@kernel
+def _pulse_probability(fp, mode, state, g_p, tmr, ic, ic_rev, delta, voltage):
+    """Full-select switching probability at ``voltage`` (TMR at that bias)."""
+    x = voltage / fp[F_VH]
+    return _pulse_switch_probability(mode, fp[F_ERROR_RATE], state, g_p, tmr / (1.0 + x * x),
+                                     ic, ic_rev, delta, voltage, fp[F_TW], fp[F_TAU0],
+                                     fp[F_TAUD], fp[F_BETA])
+
+
+@kernel
+def _dist_p(fp, mode, state, defect, g_p, tmr, ic, ic_rev, delta, v_dist):
+    """Disturb probability of a cell under ``v_dist`` pushing it out of ``state``."""
+    if not (defect == 0):
+        return 0.0  # stuck cells keep their state; shorts and opens have none that matters
+    return _disturb_probability(mode, fp[F_DISTURB_RATE], state, g_p, tmr, v_dist, fp[F_VH], ic,
+                                ic_rev, delta, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+
+
+@kernel
+def _half_cell(pos, r, c, cols):
+    """Cell of position ``pos`` in the list of cells sharing row r or column c (not (r, c))."""
+    if pos < cols - 1:
+        return r, (pos if pos < c else pos + 1)
+    q = pos - (cols - 1)
+    return (q if q < r else q + 1), c
+
+
+@kernel
+def _other_cell(pos, r, c, cols):
+    """Cell of position ``pos`` among the cells in neither row r nor column c."""
+    i = pos // (cols - 1)
+    j = pos % (cols - 1)
+    return (i if i < r else i + 1), (j if j < c else j + 1)
+
+
+@kernel
+def _disturb_walk(l, r, c, to_p, others, v_dist, level0, fp, mode, pmax, cells, st):
+    """Half-select disturbs of one pulse on (r, c) among one candidate group; returns count.
+
+    ``to_p``: direction the group is pushed (towards P or AP). ``others``: the group of
+    cells in neither row r nor column c (V/3 scheme) instead of the half-selected ones.
+    At the first attempt's amplitude (``level0``) the walk thins with the precomputed bound
+    ``pmax``; at a raised retry amplitude every candidate gets its own draw (rare).
     """
+    state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
+    rows = state_f.shape[1]
+    cols = state_f.shape[2]
+    n = (rows - 1) * (cols - 1) if others else rows + cols - 2
+    from_state = STATE_AP if to_p else STATE_P
+    count = 0
+    g_short = 1.0 / fp[F_RSHORT]
+    pos = -1
+    while True:
+        if level0:
+            if pmax <= 0.0:
+                break
+            pos += 1 + _geometric_skip(pmax, st)
+        else:
+            pos += 1
+        if pos >= n:
+            break
+        if others:
+            i, j = _other_cell(pos, r, c, cols)
+        else:
+            i, j = _half_cell(pos, r, c, cols)
+        if state_f[l, i, j] != from_state or defect_f[l, i, j] != 0:
+            if not level0:
+                stream_uniform53(st)  # keep one draw per candidate
+            continue
+        if level0:
+            p = pd_p[l, i, j] if to_p else pd_ap[l, i, j]
+            hit = stream_uniform53(st) * pmax < p
+        else:
+            p = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j], ic_f[l, i, j],
+                        icr_f[l, i, j], delta_f[l, i, j], v_dist)
+            hit = stream_uniform53(st) < p
+        if hit:
+            new = STATE_P if to_p else STATE_AP
+            state_f[l, i, j] = new
+            G_f[l, i, j] = _cell_conductance(new, 0, gp_f[l, i, j], tmr_f[l, i, j], g_short)
+            count += 1
+    return count
+
+
+@kernel
+def _verify_read(l, r, c, G_f, gref, fp, ip, noise_st, work, verify_ref):
+    """State (P or AP) a verify read of cell (r, c) reports."""
+    v = fp[F_VREAD]
+    if ip[I_VERIFY_FLOATING] != 0:
+        current = _verify_read_kernel(G_f[l], r, c, v, SCHEME_FLOATING, fp[F_R_ROW], fp[F_R_COL],
+                                      work)
+        ref = verify_ref[l, r, c]
+    else:
+        # reference: a device half-way between G_P and G_AP among nominal neighbours in
+        # their target states (gref[l, rows, c] holds the column's nominal sum)
+        current = _sense_half(G_f[l], r, c, v, G_f.shape[1])
+        g_mid = 0.5 * (fp[F_G_NOM_P] + fp[F_G_NOM_AP])
+        ref = v * (g_mid + 0.5 * (gref[l, G_f.shape[1], c] - gref[l, r, c]))
+    if fp[F_NOISE] > 0.0:
+        current *= 1.0 + fp[F_NOISE] * normal_ppf(u32_to_uniform_jit(float(stream_u32(noise_st))))
+    return STATE_P if current > ref else STATE_AP
+
+
+@kernel
+def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
+                               words, cells, gref, verify_ref, order, st_dist, st_ver, work):
+    """Sample, write (order, disturb, verify) and leave the conductances of one instance's
+    full physical arrays in ``cells``; return (good_dev, good_w, n_dev, n_w, readback, counts).
+
+    Devices of the used region draw from the same lanes and slots as the core path, the
+    unused cells from their own lane, so the used devices are the core path's devices.
+    """
+    state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
+    n_layers = layer_in.shape[0]
+    rows = ip[I_ROWS]
+    cols = ip[I_COLS]
+    variation = ip[I_VARIATION] != 0
+    mode = ip[I_MODE]
+    physics = mode == WRITE_PHYSICS
+    spread = variation and physics and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0)
+    scheme = ip[I_SCHEME]
+    g_short = 1.0 / fp[F_RSHORT]
+    n_dev = 0
+    for l in range(n_layers):
+        n_dev += layer_in[l] * 2 * layer_out[l]
+    n_unused = n_layers * rows * cols - n_dev
+
+    rate_sp = fp[F_STUCK_P]
+    rate_sap = fp[F_STUCK_AP]
+    rate_short = fp[F_SHORT]
+    rate_open = fp[F_OPEN]
+    defects_on = ip[I_DEFECTS] != 0
+    if defects_on and fp[F_DISPERSION] > 0.0:
+        stream_init(st_dist, k0, k1, LANE_INSTANCE, solution, instance)
+        rate_sp = _sample_rate_jit(rate_sp, fp[F_DISPERSION], st_dist)
+        rate_sap = _sample_rate_jit(rate_sap, fp[F_DISPERSION], st_dist)
+        rate_short = _sample_rate_jit(rate_short, fp[F_DISPERSION], st_dist)
+        rate_open = _sample_rate_jit(rate_open, fp[F_DISPERSION], st_dist)
+    any_defect = defects_on and (rate_sp + rate_sap + rate_short + rate_open) > 0.0
+
+    w_dev = words[0, : _round4(_WORDS_DEVICE * n_dev)]
+    w_sw = words[1, : _round4(_WORDS_SWITCHING * n_dev)]
+    w_def = words[2, : _round4(n_dev)]
+    w_wr = words[3, : _round4(_WORDS_WRITE * n_dev)]
+    w_un = words[4, : _round4(_WORDS_UNUSED * n_unused)]
+    if variation:
+        fill_lane(k0, k1, LANE_DEVICE, solution, instance, w_dev)
+        if spread:
+            fill_lane(k0, k1, LANE_SWITCHING, solution, instance, w_sw)
+    if any_defect:
+        fill_lane(k0, k1, LANE_DEFECT, solution, instance, w_def)
+    fill_lane(k0, k1, LANE_WRITE, solution, instance, w_wr)
+    fill_lane(k0, k1, LANE_UNUSED, solution, instance, w_un)
+
+    # 1. sample every cell of every array
+    v_dist = fp[F_VW] / 2.0 if scheme == SCHEME_V2 else fp[F_VW] / 3.0
+    pmax_p = 0.0
+    pmax_ap = 0.0
+    n_stuck = 0
+    n_short = 0
+    n_open = 0
+    k = 0
+    u = 0
+    for l in range(n_layers):
+        for r in range(rows):
+            for c in range(cols):
+                used = r < layer_in[l] and c < 2 * layer_out[l]
+                if used:
+                    z0 = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k])))
+                    z1 = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k + 1])))
+                    z2 = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k + 2])))
+                    zd = 0.0
+                    zj = 0.0
+                    if spread:
+                        zd = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
+                        zj = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
+                    ud = u32_to_uniform_jit(float(w_def[k]))
+                    init_word = w_wr[2 * k]
+                else:
+                    base = _WORDS_UNUSED * u
+                    z0 = normal_ppf(u32_to_uniform_jit(float(w_un[base])))
+                    z1 = normal_ppf(u32_to_uniform_jit(float(w_un[base + 1])))
+                    z2 = normal_ppf(u32_to_uniform_jit(float(w_un[base + 2])))
+                    zd = normal_ppf(u32_to_uniform_jit(float(w_un[base + 3])))
+                    zj = normal_ppf(u32_to_uniform_jit(float(w_un[base + 4])))
+                    ud = u32_to_uniform_jit(float(w_un[base + 5]))
+                    init_word = w_un[base + 6]
+                if variation:
+                    g_p, diam = _sample_parallel_conductance_jit(z0, z1, fp[F_D0], fp[F_SD],
+                                                                 fp[F_RA0], fp[F_SRA])
+                    tmr = max(fp[F_TMR0] + fp[F_STMR] * z2, 0.0)
+                else:
+                    g_p, diam = _sample_parallel_conductance_jit(0.0, 0.0, fp[F_D0], 0.0,
+                                                                 fp[F_RA0], 0.0)
+                    tmr = fp[F_TMR0]
+                delta, ic, ic_rev = _switching_params(diam, zd, zj, fp, spread)
+                defect = 0
+                if any_defect:
+                    defect = _classify_defect_jit(ud, rate_sp, rate_sap, rate_short, rate_open)
+                    if used:
+                        if defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP:
+                            n_stuck += 1
+                        elif defect == DEFECT_SHORT:
+                            n_short += 1
+                        elif defect == DEFECT_OPEN:
+                            n_open += 1
+                state = STATE_AP
+                if ip[I_INIT_RANDOM] != 0:
+                    state = STATE_P if init_word & np.uint32(1) else STATE_AP
+                state = _stuck_state(defect, state)
+                state_f[l, r, c] = state
+                defect_f[l, r, c] = defect
+                gp_f[l, r, c] = g_p
+                tmr_f[l, r, c] = tmr
+                ic_f[l, r, c] = ic
+                icr_f[l, r, c] = ic_rev
+                delta_f[l, r, c] = delta
+                G_f[l, r, c] = _cell_conductance(state, defect, g_p, tmr, g_short)
+                if scheme != SCHEME_NONE:
+                    a = _dist_p(fp, mode, STATE_AP, defect, g_p, tmr, ic, ic_rev, delta, v_dist)
+                    b = _dist_p(fp, mode, STATE_P, defect, g_p, tmr, ic, ic_rev, delta, v_dist)
+                    pd_p[l, r, c] = a
+                    pd_ap[l, r, c] = b
+                    pmax_p = max(pmax_p, a)
+                    pmax_ap = max(pmax_ap, b)
+                if used:
+                    k += 1
+                else:
+                    u += 1
+
+    # 2. write every used cell in order, with disturbs and verify. The verify reference
+    # assumes what the experimenter knows: nominal conductances of the states the cells
+    # should be in now (targets once written, AP before); row `rows` holds column sums.
+    g_nom_p = fp[F_G_NOM_P]
+    g_nom_ap = fp[F_G_NOM_AP]
+    for l in range(n_layers):
+        for c in range(cols):
+            for r in range(rows):
+                gref[l, r, c] = g_nom_ap
+            gref[l, rows, c] = rows * g_nom_ap
+    stream_init(st_dist, k0, k1, LANE_DISTURB, solution, instance)
+    stream_init(st_ver, k0, k1, LANE_VERIFY, solution, instance)
+    verify = ip[I_VERIFY] != 0
+    k_max = ip[I_MAX_RETRIES]
+    n_err = 0
+    n_pulses = 0
+    n_dist = 0
+    n_retry = 0
+    k_first = 0
+    for l in range(n_layers):
+        n_in = layer_in[l]
+        n_c = 2 * layer_out[l]
+        n_cells = n_in * n_c
+        for t in range(n_cells):
+            if ip[I_ORDER] == ORDER_COLUMN:
+                order[t] = (t % n_in) * n_c + t // n_in
+            else:
+                order[t] = t
+        if ip[I_ORDER] == ORDER_RANDOM:
+            for t in range(n_cells - 1, 0, -1):  # Fisher-Yates from the verify lane
+                j = np.int64(stream_u32(st_ver) % np.uint64(t + 1))
+                order[t], order[j] = order[j], order[t]
+        for t in range(n_cells):
+            cell = order[t]
+            r = cell // n_c
+            c = cell % n_c
+            k = k_first + cell
+            target = states[l, r, c]
+            if target == STATE_P:
+                gref[l, rows, c] += g_nom_p - gref[l, r, c]
+                gref[l, r, c] = g_nom_p
+            if state_f[l, r, c] == target:
+                continue
+            attempt = 0
+            while True:
+                n_pulses += 1
+                voltage = fp[F_VW] + attempt * fp[F_RETRY_STEP]
+                state = state_f[l, r, c]
+                defect = defect_f[l, r, c]
+                if attempt == 0:
+                    uw = u32_to_uniform_jit(float(w_wr[2 * k + 1]))
+                else:
+                    uw = u32_to_uniform_jit(float(stream_u32(st_ver)))
+                if state != target:
+                    p_switch = _pulse_probability(fp, mode, state, gp_f[l, r, c], tmr_f[l, r, c],
+                                                  ic_f[l, r, c], icr_f[l, r, c],
+                                                  delta_f[l, r, c], voltage)
+                    if uw < p_switch:
+                        state = _stuck_state(defect, target)
+                        state_f[l, r, c] = state
+                        G_f[l, r, c] = _cell_conductance(state, defect, gp_f[l, r, c],
+                                                         tmr_f[l, r, c], g_short)
+                if state != target or not _is_healthy(defect):
+                    n_err += 1
+                if scheme != SCHEME_NONE:
+                    to_p = target == STATE_P
+                    level0 = attempt == 0 or fp[F_RETRY_STEP] == 0.0
+                    vd = voltage / 2.0 if scheme == SCHEME_V2 else voltage / 3.0
+                    n_dist += _disturb_walk(l, r, c, to_p, False, vd, level0, fp, mode,
+                                            pmax_p if to_p else pmax_ap, cells, st_dist)
+                    if scheme == SCHEME_V3:
+                        n_dist += _disturb_walk(l, r, c, not to_p, True, vd, level0, fp, mode,
+                                                pmax_ap if to_p else pmax_p, cells, st_dist)
+                if not verify:
+                    break
+                if _verify_read(l, r, c, G_f, gref, fp, ip, st_ver, work, verify_ref) == target:
+                    break
+                if attempt >= k_max:
+                    break
+                attempt += 1
+                n_retry += 1
+        k_first += n_cells
+
+    # 3. correctness, and the experimenter's read-back
+    good_dev = 0
+    good_w = 0
+    n_w = 0
+    readback = 0
+    for l in range(n_layers):
+        for r in range(layer_in[l]):
+            for c in range(2 * layer_out[l]):
+                ok = state_f[l, r, c] == states[l, r, c] and _is_healthy(defect_f[l, r, c])
+                good_dev += ok
+                if verify and ip[I_FINAL_VERIFY] != 0:
+                    readback += _verify_read(l, r, c, G_f, gref, fp, ip, st_ver, work,
+                                             verify_ref) == states[l, r, c]
+            for j in range(layer_out[l]):
+                good_w += (state_f[l, r, 2 * j] == states[l, r, 2 * j]
+                           and _is_healthy(defect_f[l, r, 2 * j])
+                           and state_f[l, r, 2 * j + 1] == states[l, r, 2 * j + 1]
+                           and _is_healthy(defect_f[l, r, 2 * j + 1]))
+                n_w += 1
+    return (good_dev, good_w, n_dev, n_w, readback,
+            (n_stuck, n_short, n_open, n_err, n_dist, n_pulses, n_retry, 0))
+
+
+@kernel
+def _circuit_weights(l, n_in, n_out, G_f, fp, T, work, weff):
+    """Effective weights of layer l through the circuit: I = T V with T the transfer matrix
+    (or G^T without wire resistance); weff[f, j] = (T[2j, f] - T[2j+1, f]) / dG_nom."""
+    rows = G_f.shape[1]
+    cols = G_f.shape[2]
+    if fp[F_R_ROW] > 0.0 or fp[F_R_COL] > 0.0:
+        _transfer_matrix_kernel(G_f[l], fp[F_R_ROW], fp[F_R_COL], work, T)
+    else:
+        for c in range(cols):
+            for r in range(rows):
+                T[c, r] = G_f[l, r, c]
+    inv = 1.0 / fp[F_DG_NOM]
+    for f in range(n_in):
+        for j in range(n_out):
+            weff[l, f, j] = (T[2 * j, f] - T[2 * j + 1, f]) * inv
+
+
+@kernel
+def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, threshold,
+                  out_tanh, cells, fp, ip, T_all, st_read, work, vrow, cur, act, nxt):
+    """Per-sample inference when the read is not one linear map (bias-dependent TMR) or is
+    noisy: every sample's column currents are read through the circuit.
+    Returns (n_correct, n_agree, n_nonconverged)."""
+    state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
+    n_layers = l_in.shape[0]
+    rows = G_f.shape[1]
+    cols = G_f.shape[2]
+    v_read = fp[F_VREAD]
+    dg = fp[F_DG_NOM]
+    bias_tmr = ip[I_BIAS_TMR] != 0
+    correct = 0
+    agree = 0
+    nonconv = 0
+    for s in range(X.shape[1]):
+        for f in range(l_in[0]):
+            act[f] = X[f, s]
+        for l in range(n_layers):
+            for r in range(rows):
+                vrow[r] = act[r] * v_read if r < l_in[l] else 0.0
+            if bias_tmr:
+                ok, _ = _nonlinear_read_kernel(gp_f[l], tmr_f[l], state_f[l], fp[F_VH], vrow,
+                                               fp[F_R_ROW], fp[F_R_COL], fp[F_TOL],
+                                               ip[I_MAX_ITER], work, cur)
+                nonconv += not ok
+            else:
+                for c in range(cols):
+                    acc = 0.0
+                    for r in range(rows):
+                        acc += T_all[l, c, r] * vrow[r]
+                    cur[c] = acc
+            if fp[F_NOISE] > 0.0:
+                for c in range(2 * l_out[l]):
+                    z = normal_ppf(u32_to_uniform_jit(float(stream_u32(st_read))))
+                    cur[c] *= 1.0 + fp[F_NOISE] * z
+            last = l == n_layers - 1
+            for j in range(l_out[l]):
+                a = ((cur[2 * j] - cur[2 * j + 1]) / (dg * v_read) + offs[l, j]) / gnorm + bias[l, j]
+                if last:
+                    nxt[j] = tanh(a) if out_tanh else a
+                elif hidden_sign:
+                    nxt[j] = 1.0 if a >= threshold else -1.0
+                else:
+                    nxt[j] = tanh(a)
+            for j in range(l_out[l]):
+                act[j] = nxt[j]
+        best = 0
+        for j in range(1, l_out[n_layers - 1]):
+            if act[j] > act[best]:
+                best = j
+        correct += best == y[s]
+        agree += best == sw_pred[s]
+    return correct, agree, nonconv
+
+
+@kernel
+def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp,
+                    ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0,
+                    rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid, weight_fid,
+                    rmse, sens_fid, readback_fid, counts):
+    """One parallel task of :func:`simulate_chunk`: a block of consecutive instances of one
+    solution. A separate serial function so that numba's parfor pass sees a tiny loop
+    body (compiling the whole pipeline inside ``prange`` took minutes)."""
     n_sol = states.shape[0]
     n_layers = layer_in.shape[0]
     max_in = layer_in.max()
@@ -337,80 +784,153 @@ def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_
     n_dev = 0
     for l in range(n_layers):
         n_dev += layer_in[l] * 2 * layer_out[l]
-    n_words = _round4(max(_WORDS_DEVICE, _WORDS_WRITE) * n_dev)
+    circuit = ip[I_CIRCUIT] != 0
+    rows = ip[I_ROWS] if circuit else max_in
+    cols = ip[I_COLS] if circuit else 2 * max_out
+    n_words = _round4(max(_WORDS_DEVICE * n_dev,
+                          _WORDS_UNUSED * (n_layers * rows * cols - n_dev) if circuit else 0))
     n_blocks_per_sol = (n + block - 1) // block
     n_gain = gnorms.shape[0]
     n_eval = X_eval.shape[1]
     n_train = X_train.shape[1]
+    n_samp = max(n_eval, n_train)
     eval_train = ip[I_EVAL_TRAIN] != 0
     hidden_sign = ip[I_HIDDEN_SIGN] != 0
     out_tanh = ip[I_OUT_TANH] != 0
+    slow_read = circuit and (ip[I_BIAS_TMR] != 0 or fp[F_NOISE] > 0.0)
     inv_dg = 1.0 / fp[F_DG_NOM]
-    for job in prange(n_sol * n_blocks_per_sol):
-        s = job // n_blocks_per_sol
-        first = (job % n_blocks_per_sol) * block
-        last = min(first + block, n)
-        words = np.empty((4, n_words), np.uint32)
-        g = np.zeros((n_layers, max_in, 2 * max_out))
-        correct_dev = np.zeros((n_layers, max_in, 2 * max_out), np.bool_)
-        weff = np.zeros((n_layers, max_in, max_out))
-        raw0 = np.empty((layer_out[0], max(n_eval, n_train)))
-        act_a = np.empty((width, max(n_eval, n_train)))
-        act_b = np.empty((width, max(n_eval, n_train)))
-        pred = np.empty(max(n_eval, n_train), np.int64)
-        stream = np.zeros(11, np.uint64)
-        devp = np.empty((3, n_dev))
-        zbuf = np.empty(_WORDS_DEVICE * n_dev)
-        tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
-        diff = np.empty((max_in, 2 * max_out))
-        md = np.empty(2 * max_out)
-        for local in range(first, last):
-            instance = start + local
-            good_dev, good_w, nd, nw, cnt = _simulate_instance(
-                k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip, words, zbuf, tails,
-                devp, g, correct_dev, stream)
-            write_fid[s, local] = good_dev / nd
-            if ip[I_SENSITIVITY] != 0:
-                lost = 0.0
-                total = 0.0
-                k = 0
+    cl = n_layers if circuit else 1
+    work_size = max(_transfer_work_size(rows, cols), _nonlinear_work_size(rows, cols),
+                    _verify_work_size(rows, cols)) if circuit else 1
+    s = job // n_blocks_per_sol
+    first = (job % n_blocks_per_sol) * block
+    last = min(first + block, n)
+    words = np.empty((5, n_words), np.uint32)
+    g = np.zeros((n_layers, max_in, 2 * max_out))
+    correct_dev = np.zeros((n_layers, max_in, 2 * max_out), np.bool_)
+    weff = np.zeros((n_layers, max_in, max_out))
+    raw0 = np.empty((layer_out[0], n_samp))
+    act_a = np.empty((width, n_samp))
+    act_b = np.empty((width, n_samp))
+    pred = np.empty(n_samp, np.int64)
+    stream = np.zeros(11, np.uint64)
+    offs = np.zeros((n_layers, max_out))
+    devp = np.empty((3, n_dev))
+    zbuf = np.empty(_WORDS_DEVICE * n_dev)
+    tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
+    diff = np.empty((max_in, 2 * max_out))
+    md = np.empty(2 * max_out)
+    # circuit path scratch (full physical arrays)
+    cells = (np.zeros((cl, rows, cols), np.uint8), np.zeros((cl, rows, cols), np.uint8),
+             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)),
+             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)),
+             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)),
+             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)))
+    gref = np.zeros((n_layers, rows + 1, cols))
+    order = np.empty(rows * cols, np.int64)
+    st_ver = np.zeros(11, np.uint64)
+    st_read = np.zeros(11, np.uint64)
+    work = np.empty(work_size)
+    T_all = np.zeros((n_layers, cols, rows))
+    vrow = np.empty(rows)
+    cur = np.empty(cols)
+    act = np.zeros(max(rows, width))
+    nxt = np.empty(max_out)
+    if circuit:
+        # nominal target conductances and column sums (verify reference)
+        for l in range(n_layers):
+            for c in range(cols):
+                col_sum = 0.0
+                for r in range(rows):
+                    used = r < layer_in[l] and c < 2 * layer_out[l]
+                    on = used and states[s, l, r, c] == STATE_P
+                    gref[l, r, c] = fp[F_G_NOM_P] if on else fp[F_G_NOM_AP]
+                    col_sum += gref[l, r, c]
+                gref[l, rows, c] = col_sum
+    for local in range(first, last):
+        instance = start + local
+        if circuit:
+            good_dev, good_w, nd, nw, readback, cnt = _simulate_instance_circuit(
+                k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
+                words, cells, gref, verify_ref[s], order, stream, st_ver, work)
+            readback_fid[s, local] = readback / nd
+            for l in range(n_layers):
+                _circuit_weights(l, layer_in[l], layer_out[l], cells[9], fp, T_all[l], work,
+                                 weff)
+                for r in range(layer_in[l]):
+                    for c in range(2 * layer_out[l]):
+                        correct_dev[l, r, c] = (cells[0][l, r, c] == states[s, l, r, c]
+                                                and _is_healthy(cells[1][l, r, c]))
+                        g[l, r, c] = T_all[l, c, r]
+            stream_init(st_read, k0, k1, LANE_READ, sol_offset + s, instance)
+            if fp[F_OFFSET] > 0.0:
                 for l in range(n_layers):
-                    for r in range(layer_in[l]):
-                        for c in range(2 * layer_out[l]):
-                            total += sens[s, k]
-                            if not correct_dev[l, r, c]:
-                                lost += sens[s, k]
-                            k += 1
-                sens_fid[s, local] = 1.0 - lost / total if total > 0.0 else 1.0
-            weight_fid[s, local] = good_w / nw
-            for c in range(N_COUNTS):
-                counts[s, local, c] = cnt[c]
-            # effective weights: differential conductance in units of the nominal G_P - G_AP
+                    for j in range(layer_out[l]):
+                        offs[l, j] = fp[F_OFFSET] * normal_ppf(
+                            u32_to_uniform_jit(float(stream_u32(st_read))))
+        else:
+            good_dev, good_w, nd, nw, cnt = _simulate_instance(
+                k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
+                words, zbuf, tails, devp, g, correct_dev, stream)
+            # effective weights: differential conductance in units of nominal G_P - G_AP
             for l in range(n_layers):
                 for f in range(layer_in[l]):
                     for j in range(layer_out[l]):
                         weff[l, f, j] = (g[l, f, 2 * j] - g[l, f, 2 * j + 1]) * inv_dg
-            # layer-0 column-current error vs the nominal target array, via the Gram matrix:
-            # sum_s (I_sc - I0_sc)^2 = D_c^T (X X^T) D_c with D = G - G0.
-            n0 = layer_in[0]
-            c0 = 2 * layer_out[0]
-            for f in range(n0):
+        write_fid[s, local] = good_dev / nd
+        weight_fid[s, local] = good_w / nw
+        if ip[I_SENSITIVITY] != 0:
+            lost = 0.0
+            total = 0.0
+            k = 0
+            for l in range(n_layers):
+                for r in range(layer_in[l]):
+                    for c in range(2 * layer_out[l]):
+                        total += sens[s, k]
+                        if not correct_dev[l, r, c]:
+                            lost += sens[s, k]
+                        k += 1
+            sens_fid[s, local] = 1.0 - lost / total if total > 0.0 else 1.0
+        # layer-0 column-current error vs the nominal target array, via the Gram matrix:
+        # sum_s (I_sc - I0_sc)^2 = D_c^T (X X^T) D_c with D = G - G0 (G: effective, i.e.
+        # the transfer matrix's transpose when the wires have resistance).
+        n0 = layer_in[0]
+        c0 = 2 * layer_out[0]
+        for f in range(n0):
+            for c in range(c0):
+                diff[f, c] = g[0, f, c] - g0[s, f, c]
+        num = 0.0
+        for f in range(n0):
+            md[:c0] = 0.0
+            for h in range(n0):
+                gfh = gram[f, h]
                 for c in range(c0):
-                    diff[f, c] = g[0, f, c] - g0[s, f, c]
-            num = 0.0
-            for f in range(n0):
-                md[:c0] = 0.0
-                for h in range(n0):
-                    gfh = gram[f, h]
-                    for c in range(c0):
-                        md[c] += gfh * diff[h, c]
-                for c in range(c0):
-                    num += diff[f, c] * md[c]
-            rmse[s, local] = math.sqrt(max(num, 0.0) / rmse_den[s])
+                    md[c] += gfh * diff[h, c]
+            for c in range(c0):
+                num += diff[f, c] * md[c]
+        rmse[s, local] = math.sqrt(max(num, 0.0) / rmse_den[s])
+        nonconv = 0
+        if slow_read:
+            for gi in range(n_gain):
+                c_ok, c_ag, nc = _forward_slow(
+                    layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
+                    gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, cells, fp, ip,
+                    T_all, st_read, work, vrow, cur, act, nxt)
+                acc[s, local, gi] = c_ok / n_eval
+                agree[s, local, gi] = c_ag / n_eval
+                nonconv += nc
+                if eval_train:
+                    c_ok, c_ag, nc = _forward_slow(
+                        layer_in, layer_out, bias[s], offs, X_train, y_train,
+                        sw_train[s, gi], gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh,
+                        cells, fp, ip, T_all, st_read, work, vrow, cur, act, nxt)
+                    acc_train[s, local, gi] = c_ok / n_train
+                    nonconv += nc
+        else:
             _layer0_sums(weff, layer_in[0], layer_out[0], X_eval, raw0)
             for gi in range(n_gain):
                 c_ok, c_ag = _forward_counts(
-                    weff, layer_in, layer_out, bias[s], X_eval, y_eval, sw_eval[s, gi],
+                    weff, layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
                     gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b,
                     pred)
                 acc[s, local, gi] = c_ok / n_eval
@@ -419,7 +939,32 @@ def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_
                 _layer0_sums(weff, layer_in[0], layer_out[0], X_train, raw0)
                 for gi in range(n_gain):
                     c_ok, c_ag = _forward_counts(
-                        weff, layer_in, layer_out, bias[s], X_train, y_train, sw_train[s, gi],
-                        gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b,
-                        pred)
+                        weff, layer_in, layer_out, bias[s], offs, X_train, y_train,
+                        sw_train[s, gi], gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh,
+                        raw0, act_a, act_b, pred)
                     acc_train[s, local, gi] = c_ok / n_train
+        for c in range(N_COUNTS - 1):
+            counts[s, local, c] = cnt[c]
+        counts[s, local, C_NONCONVERGED] = nonconv
+
+@parallel_kernel
+def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp,
+                   ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0,
+                   rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid, weight_fid,
+                   rmse, sens_fid, readback_fid, counts):
+    """Simulate instances ``start .. start + n - 1`` of every solution given.
+
+    ``sol_offset`` is the global index of ``states[0]`` (it keys the random streams).
+    Shapes: states (S, L, R, C) uint8; bias (S, L, O); X_* (F, N) row voltages / V_read;
+    sw_* (S, G, N) software predictions; gram (F, F) = X_eval X_eval^T; g0 (S, R, C)
+    nominal layer-0 conductances; rmse_den (S,); sens (S, n_dev) or (S, 0); verify_ref
+    (S, L, rows, cols) floating-verify reference currents or (S, 0, 0, 0). Outputs: acc,
+    acc_train, agree (S, n, G); write_fid, weight_fid, rmse, sens_fid, readback_fid (S, n);
+    counts (S, n, N_COUNTS).
+    """
+    n_sol = states.shape[0]
+    for job in prange(n_sol * ((n + block - 1) // block)):
+        _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp,
+                        ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0,
+                        rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid, weight_fid,
+                        rmse, sens_fid, readback_fid, counts)

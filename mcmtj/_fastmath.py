@@ -64,7 +64,7 @@ _MAGIC = 6755399441055744.0  # 1.5 * 2^52
 _MAGIC_BITS = np.int64(0x4338000000000000)
 
 
-@kernel(inline="always")
+@kernel
 def _small_int_to_float(i):
     """float64 of an int64 with |i| < 2^51, without cvtsi2sd."""
     return _bits_to_float(i + _MAGIC_BITS) - _MAGIC
@@ -74,13 +74,13 @@ _TWO52 = 4503599627370496.0
 _TWO52_BITS = np.int64(0x4330000000000000)
 
 
-@kernel(inline="always")
+@kernel
 def u32_to_float(word):
     """float64 of a uint32 word, exactly, without the (non-AVX2) int64 -> double path."""
     return _bits_to_float(np.int64(word) | _TWO52_BITS) - _TWO52
 
 
-@kernel(inline="always")
+@kernel
 def _expm1_reduced(y):
     """``(2^k, expm1(r))`` with y = k ln2 + r, |r| <= ln2/2, for -1022 < y/ln2 < 1023."""
     kf = np.floor(y * _INV_LN2 + 0.5)  # np.floor stays float; math.floor returns int
@@ -91,7 +91,7 @@ def _expm1_reduced(y):
     return _bits_to_float((k + 1023) << 52), p
 
 
-@kernel(inline="always")
+@kernel
 def tanh(x):
     """tanh of a float64, branch-free (see module docstring)."""
     a = abs(x)
@@ -102,7 +102,7 @@ def tanh(x):
     return math.copysign(-em1 / (2.0 + em1), x)
 
 
-@kernel(inline="always")
+@kernel
 def exp(y):
     """exp of a float64 in [-700, 700], branch-free, within a few ulp of ``numpy.exp``."""
     y = -700.0 if y < -700.0 else y
@@ -116,7 +116,7 @@ _MANTISSA = np.int64((1 << 52) - 1)
 _ONE_BITS = np.int64(1023 << 52)
 
 
-@kernel(inline="always")
+@kernel
 def log(x):
     """Natural log of a positive normal float64, branch-free, within a few ulp.
 

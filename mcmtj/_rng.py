@@ -34,6 +34,7 @@ __all__ = [
     "LANE_DISTURB",
     "LANE_VERIFY",
     "LANE_READ",
+    "LANE_UNUSED",
     "instance_key",
     "philox4x32",
     "lane_words",
@@ -48,6 +49,7 @@ LANE_INSTANCE = 4  # per-instance quantities (defect rates)
 LANE_DISTURB = 5  # half-select disturb events (variable count)
 LANE_VERIFY = 6  # verify retries and misreads (variable count)
 LANE_READ = 7  # read noise, comparator offsets
+LANE_UNUSED = 8  # cells of an array outside the layer's used region (fixed slots)
 _LANE_SHIFT = np.uint64(26)
 
 _M0 = np.uint64(0xD2511F53)
@@ -197,7 +199,7 @@ def u32_to_uniform(word):
     return (word + 0.5) * _TWO_M32
 
 
-@kernel(inline="always")
+@kernel
 def u32_word_to_uniform(word):
     """:func:`u32_to_uniform` of a raw uint32 word, vectorisable (see ``u32_to_float``)."""
     return (u32_to_float(word) + 0.5) * _TWO_M32
@@ -250,7 +252,7 @@ def _tail_words():
 _W_TAIL_LOW, _W_TAIL_HIGH = _tail_words()
 
 
-@kernel(inline="always")
+@kernel
 def _ppf_central(u):
     q = u - 0.5
     r = q * q

@@ -15,14 +15,37 @@ in ``fixed`` mode. Stuck devices keep their stuck state; shorted and open device
 take any pulse but their conductance is fixed, so they always count as wrongly
 written.
 
-Ideal read: column currents ``I = G^T V``.
+Half-select disturb (``write.scheme``): under the V/2 scheme the selected row is
+at +V/2 and the selected column at -V/2, so every other device of that row or
+column sees V/2 in the pulse's polarity; under V/3 those see V/3 and all other
+devices -V/3. Each may switch towards the polarity it sees, with the switching
+probability at its own voltage and state. Disturbs are rare, so they are drawn by
+*thinning*: proposals at the largest probability ``p_max`` of the array, skipped
+to with geometric draws, each accepted with ``p_device / p_max``. That is exactly
+one Bernoulli draw per half-selected device (tested against brute force) at a
+cost of about one random number per pulse.
+
+Write-verify (``write.verify``): after each pulse the device is read back and the
+pulse repeated (amplitude raised by ``retry_step``) up to ``max_retries`` times.
+The verify read senses the selected column's current with the selected row at
+V_read and the unselected lines held at V_read/2 (``'half'``: closed form, wire
+resistance neglected) or floating (``'floating'``: the full network solve of
+:mod:`mcmtj.circuit`), and compares it with the current a device half-way between
+G_P and G_AP would give among nominal neighbours in their target states; sneak
+currents through varied neighbours can therefore misread a device.
+
+Ideal read: column currents ``I = G^T V``; with wire resistance see
+:func:`mcmtj.circuit.transfer_matrix`.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import kernel
+from ._rng import stream_uniform53
 from .device import (
     DEFECT_NONE,
     DEFECT_OPEN,
@@ -122,3 +145,68 @@ def _stuck_state(defect, state):
 @kernel
 def _is_healthy(defect):
     return defect == DEFECT_NONE or defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP
+
+
+# Cap on a geometric skip: anything past the candidate list is the same.
+_SKIP_CAP = 1 << 40
+
+
+@kernel
+def _geometric_skip(p_max, st):
+    """Failures before the next success of Bernoulli(p_max) trials (from stream ``st``)."""
+    if p_max >= 1.0:
+        return 0
+    u = stream_uniform53(st)
+    skip = math.floor(math.log(u) / math.log1p(-p_max))
+    return skip if skip < _SKIP_CAP else _SKIP_CAP
+
+
+@kernel
+def sample_thinned(probs, n, p_max, st, hits):
+    """Independent Bernoulli(probs[i]) draws for i < n by thinning; all probs <= p_max.
+
+    Writes the indices that came up into ``hits`` and returns their count. Costs about
+    ``1 + n p_max`` geometric draws instead of ``n`` uniforms. (Reference sampler for
+    tests; the write kernel inlines the same walk over its candidate cells.)
+    """
+    count = 0
+    if p_max <= 0.0:
+        return 0
+    pos = -1
+    while True:
+        pos += 1 + _geometric_skip(p_max, st)
+        if pos >= n:
+            return count
+        if stream_uniform53(st) * p_max < probs[pos]:
+            hits[count] = pos
+            count += 1
+
+
+@kernel
+def _disturb_probability(mode, disturb_rate, state, g_parallel, tmr0, v_half, v_h, ic_ap_to_p,
+                         ic_p_to_ap, delta, pulse_width, tau0, tau_d, beta):
+    """Probability that a half-selected device in ``state`` switches under ``v_half``
+    applied in the direction that would take it out of that state."""
+    if mode == WRITE_IDEAL:
+        return 0.0
+    if mode == WRITE_FIXED:
+        return disturb_rate
+    x = v_half / v_h
+    if state == STATE_AP:
+        current = v_half * g_parallel / (1.0 + tmr0 / (1.0 + x * x))
+        ic = ic_ap_to_p
+    else:
+        current = v_half * g_parallel
+        ic = ic_p_to_ap
+    return _switching_probability_jit(current, ic, delta, pulse_width, tau0, tau_d, beta)
+
+
+@kernel
+def _sense_half(G, r, c, v_read, rows):
+    """Sensed current of column c reading device (r, c) with unselected lines at v_read/2
+    (wire resistance neglected): v (G_rc + 1/2 sum_{k != r} G_kc)."""
+    sneak = 0.0
+    for k in range(rows):
+        if k != r:
+            sneak += G[k, c]
+    return v_read * (G[r, c] + 0.5 * sneak)

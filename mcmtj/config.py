@@ -219,6 +219,19 @@ class WriteConfig(_Section):
     pulse_width: float = _f(10e-9, "write pulse width t_w", "s", 0.0, 1.0, lo_open=True)
     initial: str = _f("ap", "initial state before writing: all 'ap' (reset) or 'random'",
                       choices=("ap", "random"))
+    scheme: str = _f("none", "half-select biasing: 'none' (no disturb), 'v2' (devices sharing the "
+                     "selected row or column see V/2), 'v3' (they see V/3, all others -V/3)",
+                     choices=("none", "v2", "v3"))
+    order: str = _f("row", "order of device writes: 'row'-major, 'column'-major or 'random'",
+                    choices=("row", "column", "random"))
+    disturb_rate: float = _f(0.0, "switching probability per half-select in 'fixed' mode", "1",
+                             0.0, 1.0)
+    verify: bool = _f(False, "read each device back after its pulse and retry when wrong")
+    max_retries: int = _f(3, "k_max: retries per device after the first pulse", "", 0, 1000)
+    retry_step: float = _f(0.0, "amplitude added to V_w at each retry", "V", 0.0, 10.0)
+    verify_scheme: str = _f("half", "unselected lines during a verify read: 'half' (held at "
+                            "V_read/2) or 'floating'", choices=("half", "floating"))
+    final_verify: bool = _f(True, "with verify: a last read-only pass records readback_fidelity")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,6 +240,21 @@ class ReadConfig(_Section):
 
     _section = "read"
     v_read: float = _f(0.1, "read voltage for an input of 1", "V", 0.0, 100.0, lo_open=True)
+    r_row: float = _f(0.0, "wire resistance per cell segment of a row (word line)", "ohm", 0.0,
+                      1e6)
+    r_col: float = _f(0.0, "wire resistance per cell segment of a column (bit line)", "ohm", 0.0,
+                      1e6)
+    bias_tmr: bool = _f(False, "each device's TMR depends on its own read voltage "
+                        "(TMR(V) = TMR0/(1+(V/V_h)^2)); solved per sample by fixed-point iteration")
+    tolerance: float = _f(1e-9, "fixed-point tolerance (max relative change of G)", "1", 0.0, 1.0,
+                          lo_open=True)
+    max_iter: int = _f(50, "fixed-point iterations before a read counts as non-converged", "",
+                       1, 10000)
+    noise: float = _f(0.0, "relative Gaussian noise of each column current per read", "1", 0.0,
+                      10.0)
+    offset_sigma: float = _f(0.0, "per-column comparator offset sigma (per instance), in units "
+                             "of the nominal differential current (G_P - G_AP) V_read", "1",
+                             0.0, 1e3)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -133,7 +133,7 @@ def sample_parallel_conductance(z_diameter, z_ra, diameter, diameter_sigma, resi
     return (math.pi / 4.0) * d * d / ra, d
 
 
-@kernel(inline="always")
+@kernel
 def _sample_parallel_conductance_jit(z_diameter, z_ra, diameter, diameter_sigma, resistance_area,
                                      resistance_area_sigma):
     """Scalar twin of :func:`sample_parallel_conductance`; returns ``(g_parallel, d)``."""

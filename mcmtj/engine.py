@@ -125,12 +125,43 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     fp[K.F_TW] = w.pulse_width
     fp[K.F_DG_NOM] = g_p - g_ap
     fp[K.F_THRESHOLD] = study.network.threshold
+    rd = study.read
+    fp[K.F_DISTURB_RATE] = w.disturb_rate
+    fp[K.F_RETRY_STEP] = w.retry_step
+    fp[K.F_R_ROW] = rd.r_row
+    fp[K.F_R_COL] = rd.r_col
+    fp[K.F_TOL] = rd.tolerance
+    fp[K.F_NOISE] = rd.noise
+    fp[K.F_OFFSET] = rd.offset_sigma
+    fp[K.F_VREAD] = rd.v_read
+    fp[K.F_G_NOM_P] = g_p
+    fp[K.F_G_NOM_AP] = g_ap
     ip = np.zeros(K.N_IP, np.int64)
     ip[K.I_VARIATION] = d.variation
     ip[K.I_MODE] = _MODES[w.mode]
     ip[K.I_INIT_RANDOM] = w.initial == "random"
     ip[K.I_DEFECTS] = df.enabled
+    ip[K.I_CIRCUIT] = circuit_on(study)
+    ip[K.I_SCHEME] = {"none": K.SCHEME_NONE, "v2": K.SCHEME_V2, "v3": K.SCHEME_V3}[w.scheme]
+    ip[K.I_ORDER] = {"row": K.ORDER_ROW, "column": K.ORDER_COLUMN,
+                     "random": K.ORDER_RANDOM}[w.order]
+    ip[K.I_VERIFY] = w.verify
+    ip[K.I_MAX_RETRIES] = w.max_retries
+    ip[K.I_VERIFY_FLOATING] = w.verify_scheme == "floating"
+    ip[K.I_FINAL_VERIFY] = w.final_verify
+    ip[K.I_BIAS_TMR] = rd.bias_tmr
+    ip[K.I_MAX_ITER] = rd.max_iter
+    ip[K.I_ROWS] = study.array.rows
+    ip[K.I_COLS] = study.array.cols
     return fp, ip
+
+
+def circuit_on(study: Study) -> bool:
+    """Whether a study uses any passive-array effect (then the full arrays are simulated;
+    otherwise the core path, whose results the circuit path reproduces when all are off)."""
+    w, rd = study.write, study.read
+    return (w.scheme != "none" or w.verify or rd.r_row > 0 or rd.r_col > 0 or rd.bias_tmr
+            or rd.noise > 0 or rd.offset_sigma > 0)
 
 
 @dataclass(frozen=True)
@@ -216,6 +247,7 @@ class PointPlan:
     g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances
     rmse_den: np.ndarray  # (S,)
     sensitivity: np.ndarray  # (S, n_devices) device weights, or (S, 0) when not asked for
+    verify_ref: np.ndarray  # (S, L, rows, cols) floating-verify reference currents, or empty
 
 
 @dataclass(frozen=True)
@@ -251,6 +283,8 @@ class Plan:
                     schema.CURRENT_RMSE: ()})
         if self.study.network.sensitivity:
             out[schema.SENSITIVITY_FIDELITY] = ()
+        if self.study.write.verify and self.study.write.final_verify:
+            out[schema.READBACK_FIDELITY] = ()
         out.update({name: () for name in count_names()})
         return out
 
@@ -289,7 +323,7 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
             software_accuracy=(sw_eval == pk.y_eval).mean(axis=-1),
             software_accuracy_train=(sw_train == pk.y_train).mean(axis=-1),
             g0=g0, rmse_den=np.einsum("src,rq,sqc->s", g0, pk.gram, g0),
-            sensitivity=sensitivity,
+            sensitivity=sensitivity, verify_ref=_verify_reference(point, pk),
         ))
     return Plan(study, prep, pk, tuple(points), gnorms, gnorm_list)
 
@@ -315,13 +349,15 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
     weight_fid = np.empty((S, n))
     rmse = np.empty((S, n))
     sens_fid = np.empty((S, n))
+    readback = np.empty((S, n))
     counts = np.empty((S, n, K.N_COUNTS), np.int32)
     k0, k1 = (np.uint64(k) for k in pp.key)
     K.simulate_chunk(
         k0, k1, sol_start, start, n, _BLOCK, pk.states[sl], pk.layer_in, pk.layer_out,
         pk.bias[sl], pp.fp, pp.ip, plan.gnorms, pk.X_eval, pk.y_eval, pp.sw_eval[sl],
         pk.X_train, pk.y_train, pp.sw_train[sl], pk.gram, pp.g0[sl], pp.rmse_den[sl],
-        pp.sensitivity[sl], acc, acc_train, agree, wfid, weight_fid, rmse, sens_fid, counts)
+        pp.sensitivity[sl], pp.verify_ref[sl], acc, acc_train, agree, wfid, weight_fid, rmse,
+        sens_fid, readback, counts)
     out = {schema.ACCURACY: acc, schema.AGREEMENT: agree}
     if plan.study.network.eval_train:
         out[schema.ACCURACY_TRAIN] = acc_train
@@ -329,9 +365,40 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
                 schema.CURRENT_RMSE: rmse})
     if plan.study.network.sensitivity:
         out[schema.SENSITIVITY_FIDELITY] = sens_fid
+    if schema.READBACK_FIDELITY in plan.instance_vars():
+        out[schema.READBACK_FIDELITY] = readback
     for c, name in enumerate(count_names()):
         out[name] = counts[..., c]
     return out
+
+
+def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
+    """Reference currents of floating-line verify reads: a device half-way between G_P and
+    G_AP among nominal neighbours in their target states, per solution, layer and cell."""
+    S = pk.states.shape[0]
+    if not (point.write.verify and point.write.verify_scheme == "floating"):
+        return np.zeros((S, 0, 0, 0))
+    from .circuit import verify_read_resistance
+
+    rows, cols = point.array.rows, point.array.cols
+    g_p, g_ap = nominal_conductances(point.device)
+    L = pk.layer_in.size
+    ref = np.empty((S, L, rows, cols))
+    for s in range(S):
+        for l in range(L):
+            G = np.full((rows, cols), g_ap)
+            n_in, n_c = pk.layer_in[l], 2 * pk.layer_out[l]
+            G[:n_in, :n_c] = np.where(pk.states[s, l, :n_in, :n_c] == 1, g_p, g_ap)
+            for r in range(n_in):
+                for c in range(n_c):
+                    g_cell = G[r, c]
+                    G[r, c] = 0.5 * (g_p + g_ap)
+                    v = point.read.v_read
+                    ref[s, l, r, c] = v / verify_read_resistance(G, r, c, v, "floating",
+                                                                 point.read.r_row,
+                                                                 point.read.r_col)
+                    G[r, c] = g_cell
+    return ref
 
 
 def simulate(
@@ -344,8 +411,16 @@ def simulate(
     prepared: Prepared | None = None,
     progress: bool | None = None,
     on_chunk: Callable | None = None,
+    store=None,
+    resume: bool = False,
+    executor=None,
+    solution_block: int | None = None,
 ) -> xr.Dataset:
     """Monte Carlo simulation of a study.
+
+    The run is cut into blocks -- (sweep point, solution block, instance chunk) -- that
+    an executor runs with :func:`run_block`; results are the same for any cut and any
+    executor.
 
     Parameters
     ----------
@@ -357,24 +432,55 @@ def simulate(
     instances : int, optional
         Overrides ``study.run.instances`` (recorded in the result's study).
     chunk_size : int, optional
-        Instances per solution simulated per chunk, instead of ``study.run.chunk_size``.
+        Instances per solution simulated per block, instead of ``study.run.chunk_size``.
         An execution setting like ``threads``: it changes neither results nor attrs.
+        When resuming a store, the store's own block layout is used instead.
     threads : int, optional
-        Numba threads for this call (default: numba's current setting). Results do not
-        depend on it.
+        Numba threads per block (default: numba's current setting; on Dask workers,
+        see :class:`mcmtj.executors.DaskExecutor`). Results do not depend on it.
     prepared : Prepared, optional
         Pre-loaded solutions and data (from :func:`prepare`), to skip loading/training.
     progress : bool, optional
-        Show a tqdm bar; default: only when stderr is a terminal.
+        Show a tqdm bar; default: only when stderr is a terminal. With a parallel
+        executor it advances as blocks complete on any worker.
     on_chunk : callable, optional
-        Called with ``(point, start, n)`` after each chunk is done.
+        Called with ``(point, start, n)`` after each block is computed.
+    store : str or path-like, optional
+        Where to write the results. A ``.zarr`` path: a zarr store written block by block
+        while the run goes on (:mod:`mcmtj.store`), so memory is bounded by the blocks in
+        flight, not by the run, and a killed run can be finished with ``resume=True``;
+        the path must not exist unless ``resume`` is set. A ``.nc`` path: one netCDF
+        file written atomically at the end (:func:`mcmtj.results.save`). Default: the
+        Dataset is returned only.
+    resume : bool, default False
+        With a ``.zarr`` store: compute only the blocks it does not hold yet (all of them
+        when it does not exist). Refused with a ValueError naming the difference, and
+        the store left as it is, when the store holds another study, seed or inputs.
+    executor : None, "cpu", "dask", executor, distributed.Client or pool, optional
+        Who runs the blocks (see :func:`mcmtj.executors.as_executor`): default this
+        process; ``"dask"`` a new ``LocalCluster``; a ``distributed.Client`` or
+        :class:`~mcmtj.executors.DaskExecutor` a Dask cluster; a pool with ``submit``
+        or ``map``. Results are bit-identical for every choice.
+    solution_block : int, optional
+        Solutions per block (default: all). An execution setting like ``chunk_size``.
 
     Returns
     -------
     xarray.Dataset
         Dims: sweep dims (one per swept field, named by :meth:`Study.sweep_dims`),
         ``solution``, ``instance`` and ``gnorm`` when ``network.gnorm`` is a list.
-        Variables per :mod:`mcmtj.schema`; attrs hold the study TOML, seed and versions.
+        Variables per :mod:`mcmtj.schema`; attrs hold the study TOML, seed, versions,
+        git revision and input hash (:mod:`mcmtj.provenance`). With a ``.zarr`` store
+        the Dataset is opened lazily from the store: values are read from disk when
+        used (``.load()`` reads them all), so a run larger than memory can be returned;
+        its attrs have no ``created`` (that is in the store's manifest, see
+        :func:`mcmtj.store.store_status`), so a resumed store equals an uninterrupted one.
+
+    Raises
+    ------
+    ValueError
+        Bad execution settings, a store path that is neither ``.nc`` nor ``.zarr``, an
+        existing ``.zarr`` store without ``resume``, or a store that holds another run.
 
     Examples
     --------
@@ -384,6 +490,27 @@ def simulate(
     >>> ds.accuracy.dims
     ('solution', 'instance')
     """
+    from pathlib import Path
+
+    from .executors import as_executor
+    from .progress import progress_bar
+    from .provenance import provenance_attrs
+    from .store import Layout, ResultStore, open_store
+
+    target = None if store is None else Path(store)
+    if target is not None and target.suffix not in (".nc", ".zarr"):
+        raise ValueError(f"store {target}: must end in .nc (netCDF, written at the end) or "
+                         ".zarr (written while running, resumable)")
+    if resume and (target is None or target.suffix != ".zarr"):
+        raise ValueError("resume needs a .zarr store")
+    if target is not None and not target.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {target.parent}")
+    if target is not None and target.suffix == ".zarr" and target.exists() and not resume:
+        raise ValueError(f"{target} exists: resume it (resume=True, mcmtj run --resume) or "
+                         "remove it")
+    if executor in (None, "cpu") and threads is not None:
+        with _threads(threads):  # validates the range before any work
+            pass
     overrides = {}
     if seed is not None:
         overrides["run.seed"] = seed
@@ -393,35 +520,66 @@ def simulate(
         study = study.replace(**overrides)
     plan = make_plan(study, prepared)
     n_inst = plan.n_instances
+    S = plan.n_solutions
     # chunking is an execution detail: results and the recorded study do not depend on it
     chunk = min(chunk_size or study.run.chunk_size, n_inst)
     if chunk < 1:
         raise ValueError(f"chunk_size = {chunk_size} is out of range: must be >= 1")
-    S = plan.n_solutions
-    n_points = len(plan.points)
-    arrays = {name: np.empty((n_points, S, n_inst, *tail),
-                             np.int32 if name in count_names() else np.float64)
-              for name, tail in plan.instance_vars().items()}
+    if solution_block is not None and solution_block < 1:
+        raise ValueError(f"solution_block = {solution_block} is out of range: must be >= 1")
+    layout = Layout(study.sweep_shape, S, n_inst, chunk, min(solution_block or S, S))
+    attrs = provenance_attrs(plan.prepared)
 
-    from .progress import progress_bar
+    writer = None
+    if target is not None and target.suffix == ".zarr":
+        if target.exists():
+            writer = ResultStore.resume(target, plan, attrs)
+            layout = writer.layout
+        else:
+            writer = ResultStore.create(target, plan, attrs, layout)
+        tasks = writer.missing()
+    else:
+        tasks = list(layout.tasks())
+        arrays = {name: np.empty((layout.n_points, S, n_inst, *tail),
+                                 np.int32 if name in count_names() else np.float64)
+                  for name, tail in plan.instance_vars().items()}
 
-    with _threads(threads), progress_bar(n_points * S * n_inst, progress) as bar:
-        for p in range(n_points):
-            for start in range(0, n_inst, chunk):
-                n = min(chunk, n_inst - start)
-                block = run_block(plan, p, 0, S, start, n)
-                for name, values in block.items():
-                    arrays[name][p, :, start:start + n] = values
-                bar.update(S * n)
+        def put(task, block):
+            for name, values in block.items():
+                arrays[name][task.point, task.sol_start:task.sol_stop,
+                             task.start:task.start + task.n] = values
+
+    runner, owned = as_executor(executor, threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            bar = stack.enter_context(
+                progress_bar(sum(t.n_instances for t in tasks), progress))
+            if writer is not None:
+                put = stack.enter_context(writer.writer())
+            for task, block in runner.run(plan, tasks):
+                put(task, block)
+                bar.update(task.n_instances)
                 if on_chunk is not None:
-                    on_chunk(p, start, n)
+                    on_chunk(task.point, task.start, task.n)
+    finally:
+        if owned:
+            runner.close()
+        if writer is not None:
+            writer.close()
 
-    from .results import build_dataset
+    if writer is not None:
+        return open_store(target)
 
-    return build_dataset(plan, arrays)
+    from .results import build_dataset, save
+
+    ds = build_dataset(plan, arrays)
+    ds.attrs.update(attrs)
+    if target is not None:
+        save(ds, target)
+    return ds
 
 
 def count_names() -> list[str]:
     """Result names of the counter columns, in kernel order."""
     return [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
-            schema.N_DISTURBS, schema.N_PULSES]
+            schema.N_DISTURBS, schema.N_PULSES, schema.N_VERIFY_RETRIES, schema.N_NONCONVERGED]

@@ -18,6 +18,7 @@ AGREEMENT = "agreement"
 WRITE_FIDELITY = "write_fidelity"
 WEIGHT_FIDELITY = "weight_fidelity"
 SENSITIVITY_FIDELITY = "sensitivity_fidelity"
+READBACK_FIDELITY = "readback_fidelity"
 CURRENT_RMSE = "current_rmse"
 N_STUCK = "n_stuck"
 N_SHORT = "n_short"
@@ -25,6 +26,8 @@ N_OPEN = "n_open"
 N_WRITE_ERRORS = "n_write_errors"
 N_DISTURBS = "n_disturbs"
 N_PULSES = "n_pulses"
+N_VERIFY_RETRIES = "n_verify_retries"
+N_NONCONVERGED = "n_nonconverged"
 
 # Per solution (dims: solution[, gnorm]).
 SOFTWARE_ACCURACY = "software_accuracy"
@@ -46,6 +49,10 @@ VARIABLES = {
     N_WRITE_ERRORS: ("write pulses that failed to switch their device", "count"),
     N_DISTURBS: ("half-selected devices switched by a write pulse", "count"),
     N_PULSES: ("write pulses applied", "count"),
+    N_VERIFY_RETRIES: ("write pulses repeated after a failed verify read", "count"),
+    N_NONCONVERGED: ("reads whose bias-dependent fixed point did not converge", "count"),
+    READBACK_FIDELITY: ("fraction of devices a final verify read reports in their target state "
+                        "(what the experimenter sees)", "1"),
     SOFTWARE_ACCURACY: ("accuracy of the ideal software network, evaluation split", "1"),
     SOFTWARE_ACCURACY_TRAIN: ("accuracy of the ideal software network, training split", "1"),
 }

@@ -1,0 +1,120 @@
+"""Passive-array write and read: disturb sampler, write-verify, circuit path vs core path."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import mcmtj
+from mcmtj import _rng, schema
+from mcmtj.array import sample_thinned
+
+SHARED = [schema.ACCURACY, schema.AGREEMENT, schema.WRITE_FIDELITY, schema.WEIGHT_FIDELITY,
+          schema.CURRENT_RMSE, schema.N_STUCK, schema.N_SHORT, schema.N_OPEN,
+          schema.N_WRITE_ERRORS, schema.N_PULSES]
+
+
+def test_thinned_disturbs_match_bernoulli_counts():
+    """Thinning sampler vs one Bernoulli draw per device: same distribution of counts."""
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(0.0, 0.02, 28)  # a V/2 pulse's 28 half-selected devices
+    p_max = probs.max()
+    pulses = 100_000
+    st = np.zeros(11, np.uint64)
+    hits = np.empty(28, np.int64)
+    thinned = np.empty(pulses, np.int64)
+    per_device = np.zeros(28)
+    for i in range(pulses):
+        _rng.stream_init(st, np.uint64(3), np.uint64(4), _rng.LANE_DISTURB, 0, i)
+        k = sample_thinned(probs, 28, p_max, st, hits)
+        thinned[i] = k
+        per_device[hits[:k]] += 1
+    brute = (rng.random((pulses, 28)) < probs).sum(axis=1)
+    top = 4
+    table = np.array([[np.sum(np.minimum(x, top) == k) for k in range(top + 1)]
+                      for x in (thinned, brute)])
+    table = table[:, table.sum(axis=0) > 0]
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    # each device is hit at its own rate
+    z = (per_device - pulses * probs) / np.sqrt(pulses * probs * (1 - probs))
+    assert np.abs(z).max() < 4.5
+
+
+def _passive(nist_study, **kw):
+    return nist_study.replace(**{"network.max_solutions": 2, "device.variation": True, **kw})
+
+
+def test_circuit_path_without_effects_equals_core(nist_study):
+    core = _passive(nist_study, **{"write.mode": "fixed", "write.error_rate": 0.05,
+                                   "defects.stuck_p": 0.01, "defects.open": 0.01})
+    # V/2 scheme with a zero disturb rate takes the full-array path but disturbs nothing
+    circ = core.replace(**{"write.scheme": "v2", "write.disturb_rate": 0.0})
+    prep = mcmtj.prepare(core)
+    a = mcmtj.simulate(core, seed=9, instances=60, prepared=prep)
+    b = mcmtj.simulate(circ, seed=9, instances=60, prepared=prep)
+    for name in SHARED:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert int(b.n_disturbs.sum()) == 0
+
+
+def test_write_verify_residual_error(nist_study):
+    """Perfect read (no variation, no defects) and k_max retries: each pulsed device stays
+    wrong with probability p^(k_max + 1)."""
+    p, k_max, n = 0.3, 2, 3000
+    study = _passive(nist_study, **{
+        "device.variation": False, "network.max_solutions": 1, "write.mode": "fixed",
+        "write.error_rate": p, "write.verify": True, "write.max_retries": k_max})
+    ds = mcmtj.simulate(study, seed=4, instances=n, prepared=mcmtj.prepare(study))
+    n_dev = 192
+    wrong = ((1 - ds.write_fidelity) * n_dev).round().sum()
+    first_pulses = int(ds.n_pulses.values[0, 0] - ds.n_verify_retries.values[0, 0])
+    trials = n * first_pulses
+    expected = p ** (k_max + 1)
+    sigma = math.sqrt(trials * expected * (1 - expected))
+    assert abs(float(wrong) - trials * expected) < 4 * sigma
+    # without variation the read is exact when every device is right; a wrong device shifts
+    # its column's sneak current, so its neighbours may then be misread
+    all_right = ds.write_fidelity.values == 1
+    assert all_right.any()
+    np.testing.assert_array_equal(ds.readback_fidelity.values[all_right], 1.0)
+    # at least the retries that true failures need (misreads add more)
+    assert float(ds.n_verify_retries.mean()) / first_pulses > 0.95 * (p + p**2)
+
+
+def test_disturbs_and_line_resistance_effects(nist_study):
+    base = _passive(nist_study, **{"write.mode": "fixed", "write.error_rate": 0.0,
+                                   "network.max_solutions": 1})
+    prep = mcmtj.prepare(base)
+    dist = mcmtj.simulate(base.replace(**{"write.scheme": "v2", "write.disturb_rate": 0.01}),
+                          seed=1, instances=300, prepared=prep)
+    # each pulse half-selects 28 cells; about half are in the state the pulse can disturb
+    per_pulse = float(dist.n_disturbs.sum() / dist.n_pulses.sum())
+    assert 0.05 < per_pulse < 0.28
+    assert float(dist.write_fidelity.mean()) < 1.0
+    flat = mcmtj.simulate(base, seed=1, instances=100, prepared=prep)
+    wires = mcmtj.simulate(base.replace(**{"read.r_row": 10.0, "read.r_col": 10.0}), seed=1,
+                           instances=100, prepared=prep)
+    assert float(wires.current_rmse.mean()) > float(flat.current_rmse.mean())
+
+
+def test_bias_tmr_and_noise_paths(nist_study):
+    base = _passive(nist_study, **{"write.mode": "ideal", "device.variation": False,
+                                   "network.max_solutions": 1})
+    prep = mcmtj.prepare(base)
+    ideal = mcmtj.simulate(base, seed=1, instances=3, prepared=prep)
+    assert (ideal.accuracy == ideal.software_accuracy).all()
+    # bias-dependent TMR at V_read = 0.1 V changes G_AP by ~4 %: still converges
+    btmr = mcmtj.simulate(base.replace(**{"read.bias_tmr": True, "read.r_row": 2.0,
+                                          "read.r_col": 2.0}),
+                          seed=1, instances=2, prepared=prep)
+    assert int(btmr.n_nonconverged.sum()) == 0
+    assert float(btmr.accuracy.mean()) > 0.5
+    capped = mcmtj.simulate(base.replace(**{"read.bias_tmr": True, "read.r_row": 2.0,
+                                            "read.r_col": 2.0, "read.max_iter": 1,
+                                            "read.tolerance": 1e-15}),
+                            seed=1, instances=1, prepared=prep)
+    assert int(capped.n_nonconverged.sum()) > 0
+    noisy = mcmtj.simulate(base.replace(**{"read.noise": 0.2}), seed=1, instances=20,
+                           prepared=prep)
+    assert float(noisy.agreement.mean()) < 1.0
