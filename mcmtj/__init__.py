@@ -10,6 +10,7 @@ Typical use::
 
 __version__ = "0.1.0"
 
+from .circuit import transfer_matrix  # noqa: E402
 from .config import ConfigError, Study, load_study  # noqa: E402
 from .engine import prepare, simulate  # noqa: E402
 from .results import open_results, save  # noqa: E402
@@ -24,6 +25,7 @@ __all__ = [
     "simulate",
     "save",
     "open_results",
+    "transfer_matrix",
     "SolutionSet",
     "load_nist_solutions",
     "load_solutions",

@@ -86,7 +86,8 @@ ORDER_ROW, ORDER_COLUMN, ORDER_RANDOM = 0, 1, 2
 _WORDS_DEVICE = 3  # diameter, RA, TMR
 _WORDS_SWITCHING = 2  # barrier, critical current
 _WORDS_WRITE = 2  # initial state, pulse outcome
-_WORDS_UNUSED = 7  # cells outside the used region: 3 device, 2 switching, defect, initial
+_WORDS_UNUSED = 7  # cells outside the used region: 5 normals (device, switching), then
+# defect and initial-state words (all normals of the lane first, so one vectorised pass)
 
 
 @kernel
@@ -462,7 +463,8 @@ def _verify_read(l, r, c, G_f, gref, fp, ip, noise_st, work, verify_ref):
 
 @kernel
 def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
-                               words, cells, gref, verify_ref, order, st_dist, st_ver, work):
+                               words, zscr, cells, gref, verify_ref, order, st_dist, st_ver,
+                               work):
     """Sample, write (order, disturb, verify) and leave the conductances of one instance's
     full physical arrays in ``cells``; return (good_dev, good_w, n_dev, n_w, readback, counts).
 
@@ -510,6 +512,15 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
         fill_lane(k0, k1, LANE_DEFECT, solution, instance, w_def)
     fill_lane(k0, k1, LANE_WRITE, solution, instance, w_wr)
     fill_lane(k0, k1, LANE_UNUSED, solution, instance, w_un)
+    # normals in vectorised passes; the unused lane holds 5 normals per cell, then 2 words
+    z_used, z_sw, z_un, tails = zscr
+    if variation:
+        normals_from_words(w_dev[: _WORDS_DEVICE * n_dev], z_used[: _WORDS_DEVICE * n_dev],
+                           tails)
+        if spread:
+            normals_from_words(w_sw[: _WORDS_SWITCHING * n_dev],
+                               z_sw[: _WORDS_SWITCHING * n_dev], tails)
+    normals_from_words(w_un[: 5 * n_unused], z_un[: 5 * n_unused], tails)
 
     # 1. sample every cell of every array
     v_dist = fp[F_VW] / 2.0 if scheme == SCHEME_V2 else fp[F_VW] / 3.0
@@ -525,25 +536,24 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
             for c in range(cols):
                 used = r < layer_in[l] and c < 2 * layer_out[l]
                 if used:
-                    z0 = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k])))
-                    z1 = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k + 1])))
-                    z2 = normal_ppf(u32_to_uniform_jit(float(w_dev[3 * k + 2])))
+                    z0 = z_used[3 * k]
+                    z1 = z_used[3 * k + 1]
+                    z2 = z_used[3 * k + 2]
                     zd = 0.0
                     zj = 0.0
                     if spread:
-                        zd = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
-                        zj = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
+                        zd = z_sw[2 * k]
+                        zj = z_sw[2 * k + 1]
                     ud = u32_to_uniform_jit(float(w_def[k]))
                     init_word = w_wr[2 * k]
                 else:
-                    base = _WORDS_UNUSED * u
-                    z0 = normal_ppf(u32_to_uniform_jit(float(w_un[base])))
-                    z1 = normal_ppf(u32_to_uniform_jit(float(w_un[base + 1])))
-                    z2 = normal_ppf(u32_to_uniform_jit(float(w_un[base + 2])))
-                    zd = normal_ppf(u32_to_uniform_jit(float(w_un[base + 3])))
-                    zj = normal_ppf(u32_to_uniform_jit(float(w_un[base + 4])))
-                    ud = u32_to_uniform_jit(float(w_un[base + 5]))
-                    init_word = w_un[base + 6]
+                    z0 = z_un[5 * u]
+                    z1 = z_un[5 * u + 1]
+                    z2 = z_un[5 * u + 2]
+                    zd = z_un[5 * u + 3]
+                    zj = z_un[5 * u + 4]
+                    ud = u32_to_uniform_jit(float(w_un[5 * n_unused + 2 * u]))
+                    init_word = w_un[5 * n_unused + 2 * u + 1]
                 if variation:
                     g_p, diam = _sample_parallel_conductance_jit(z0, z1, fp[F_D0], fp[F_SD],
                                                                  fp[F_RA0], fp[F_SRA])
@@ -828,6 +838,9 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
              np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)))
     gref = np.zeros((n_layers, rows + 1, cols))
     order = np.empty(rows * cols, np.int64)
+    n_un = n_layers * rows * cols - n_dev if circuit else 0
+    zscr = (np.empty(_WORDS_DEVICE * n_dev), np.empty(_WORDS_SWITCHING * n_dev),
+            np.empty(5 * n_un), np.empty(max(_WORDS_DEVICE * n_dev, 5 * n_un), np.int64))
     st_ver = np.zeros(11, np.uint64)
     st_read = np.zeros(11, np.uint64)
     work = np.empty(work_size)
@@ -852,7 +865,7 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
         if circuit:
             good_dev, good_w, nd, nw, readback, cnt = _simulate_instance_circuit(
                 k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-                words, cells, gref, verify_ref[s], order, stream, st_ver, work)
+                words, zscr, cells, gref, verify_ref[s], order, stream, st_ver, work)
             readback_fid[s, local] = readback / nd
             for l in range(n_layers):
                 _circuit_weights(l, layer_in[l], layer_out[l], cells[9], fp, T_all[l], work,

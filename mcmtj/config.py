@@ -244,6 +244,8 @@ class ReadConfig(_Section):
                       1e6)
     r_col: float = _f(0.0, "wire resistance per cell segment of a column (bit line)", "ohm", 0.0,
                       1e6)
+    r_wire: float = _f(0.0, "wire resistance per segment added to both r_row and r_col (one "
+                       "field to sweep the two together)", "ohm", 0.0, 1e6)
     bias_tmr: bool = _f(False, "each device's TMR depends on its own read voltage "
                         "(TMR(V) = TMR0/(1+(V/V_h)^2)); solved per sample by fixed-point iteration")
     tolerance: float = _f(1e-9, "fixed-point tolerance (max relative change of G)", "1", 0.0, 1.0,

@@ -128,8 +128,8 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     rd = study.read
     fp[K.F_DISTURB_RATE] = w.disturb_rate
     fp[K.F_RETRY_STEP] = w.retry_step
-    fp[K.F_R_ROW] = rd.r_row
-    fp[K.F_R_COL] = rd.r_col
+    fp[K.F_R_ROW] = rd.r_row + rd.r_wire
+    fp[K.F_R_COL] = rd.r_col + rd.r_wire
     fp[K.F_TOL] = rd.tolerance
     fp[K.F_NOISE] = rd.noise
     fp[K.F_OFFSET] = rd.offset_sigma
@@ -160,8 +160,8 @@ def circuit_on(study: Study) -> bool:
     """Whether a study uses any passive-array effect (then the full arrays are simulated;
     otherwise the core path, whose results the circuit path reproduces when all are off)."""
     w, rd = study.write, study.read
-    return (w.scheme != "none" or w.verify or rd.r_row > 0 or rd.r_col > 0 or rd.bias_tmr
-            or rd.noise > 0 or rd.offset_sigma > 0)
+    return (w.scheme != "none" or w.verify or rd.r_row > 0 or rd.r_col > 0 or rd.r_wire > 0
+            or rd.bias_tmr or rd.noise > 0 or rd.offset_sigma > 0)
 
 
 @dataclass(frozen=True)
@@ -394,9 +394,9 @@ def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
                     g_cell = G[r, c]
                     G[r, c] = 0.5 * (g_p + g_ap)
                     v = point.read.v_read
-                    ref[s, l, r, c] = v / verify_read_resistance(G, r, c, v, "floating",
-                                                                 point.read.r_row,
-                                                                 point.read.r_col)
+                    ref[s, l, r, c] = v / verify_read_resistance(
+                        G, r, c, v, "floating", point.read.r_row + point.read.r_wire,
+                        point.read.r_col + point.read.r_wire)
                     G[r, c] = g_cell
     return ref
 
