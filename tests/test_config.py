@@ -85,3 +85,13 @@ def test_parse_override():
 def test_reference_lists_every_field():
     table = config_reference()
     assert "`device.diameter`" in table and "`run.seed`" in table
+
+
+def test_readme_config_reference_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("<!-- config-reference:start -->\n") + len("<!-- config-reference:start -->\n")
+    end = readme.index("<!-- config-reference:end -->")
+    assert readme[start:end].strip() == config_reference().strip(), (
+        "README's configuration table is stale: paste mcmtj.config.config_reference()")
