@@ -1,0 +1,261 @@
+"""CUDA backend: the GPU kernel run in numba's CUDA simulator must give the CPU's instances.
+
+The CPU blocks are computed here, in the test process (its compiled kernel is shared with
+the other engine tests); the same plans are pickled to a child process started with
+``NUMBA_ENABLE_CUDASIM=1`` (the simulator must be chosen before numba is imported), which
+runs :func:`mcmtj.cuda.run_block_cuda` on them. Integer results must be identical,
+accuracy and agreement too (they are counts over samples), other floating results
+within 1e-6 relative. Problems are tiny: the simulator interprets every thread in Python.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import mcmtj
+from mcmtj.config import ConfigError
+from mcmtj.cuda import run_block_cuda, unsupported_features
+from mcmtj.engine import make_plan, run_block
+
+SIMULATOR_SCRIPT = textwrap.dedent("""
+    import pickle, sys
+    try:
+        from numba import cuda
+    except ImportError:
+        sys.exit(3)
+    import numpy as np
+    from mcmtj.cuda import run_block_cuda
+    from mcmtj import _cuda_kernels as CK, _rng
+
+    with open(sys.argv[1], "rb") as f:
+        jobs = pickle.load(f)
+    blocks = [run_block_cuda(plan, *args) for plan, args in jobs]
+
+    # device-function twins against the CPU functions they stand for
+    words = np.array([0, 1, 2**31, 2**32 - 1, _rng._W_TAIL_LOW, _rng._W_TAIL_LOW + 1,
+                      _rng._W_TAIL_HIGH - 1, _rng._W_TAIL_HIGH, 12345, 4000000000], np.uint32)
+    words = np.concatenate([words, _rng.lane_words((1, 2), 0, 0, [0], 64)[0]])
+
+    @cuda.jit
+    def twins(words, normals, uniforms, ppf):
+        i = cuda.grid(1)
+        if i < words.size:
+            w = np.uint64(words[i])
+            normals[i] = CK.normal_from_word(w)
+            uniforms[i] = CK.u32_to_uniform(w)
+            ppf[i] = CK.normal_ppf(CK.u32_to_uniform(w))
+
+    normals, uniforms, ppf = (np.zeros(words.size) for _ in range(3))
+    twins[1, words.size](words, normals, uniforms, ppf)
+    with open(sys.argv[2], "wb") as f:
+        pickle.dump((blocks, words, normals, uniforms, ppf), f)
+""")
+
+
+PTX_SCRIPT = textwrap.dedent("""
+    # Compile the real (non-simulator) kernel to PTX for an H100/H200 (sm_90) without a GPU:
+    # the simulator never type-checks the kernel for the CUDA target, this does. Needs
+    # numba-cuda with NVVM and NVRTC (pip install "cuda-toolkit[nvvm,nvrtc]==13.*").
+    import pickle, sys, types
+    try:
+        from numba import cuda
+        if getattr(cuda, "implementation", "") != "NVIDIA":
+            raise ImportError("numba's built-in numba.cuda; this check needs numba-cuda")
+        import numba.cuda.dispatcher as dispatcher
+        from numba.cuda.cudadrv import nvvm
+        nvvm.NVVM()
+        from cuda.bindings import nvrtc
+        nvrtc.nvrtcVersion()
+    except Exception as err:
+        print(f"no NVVM/NVRTC here: {err}")
+        sys.exit(3)
+    import numpy as np
+    from mcmtj import _cuda_kernels as CK
+
+    # device functions ask the current device for its compute capability; there is none
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+    with open(sys.argv[1], "rb") as f:
+        plan = pickle.load(f)
+    pk, pp = plan.packed, plan.points[0]
+    S, n, G = pk.states.shape[0], 4, plan.gnorms.size
+    args = (np.uint64(1), np.uint64(2), np.int64(0), np.int64(0), np.int64(n), pk.states,
+            pk.layer_in, pk.layer_out, pk.bias, pp.fp, pp.ip, plan.gnorms, pk.X_eval,
+            pk.y_eval, pp.sw_eval, pk.X_train, pk.y_train, pp.sw_train, pk.gram, pp.g0,
+            pp.rmse_den, np.zeros((S, 1)), np.zeros((S, n, G)), np.zeros((S, 1, G)),
+            np.zeros((S, n, G)), np.zeros((S, n)), np.zeros((S, n)), np.zeros((S, n)),
+            np.zeros((S, 1)), np.zeros((S, n, CK.N_COUNTS), np.int32))
+    kernel = CK._make_kernel(*CK.local_sizes(pk.layer_in, pk.layer_out))
+    ptx, _ = cuda.compile_ptx(kernel, CK.kernel_signature(args), cc=(9, 0))
+    assert ".entry" in ptx and "sm_90" in ptx
+    print(len(ptx))
+""")
+
+
+def _nist(nist_dir, **overrides):
+    return mcmtj.Study().replace(**{
+        "network.source": "nist", "network.dataset": "nist", "network.nist_path": str(nist_dir),
+        "network.eval_split": "test", "network.max_solutions": 2, **overrides})
+
+
+def _cases(nist_dir):
+    """(name, plan, run_block args) covering every effect the CUDA path supports."""
+    fixed = make_plan(_nist(
+        nist_dir, **{"device.variation": True, "write.mode": "fixed", "write.error_rate": 0.05,
+                     "defects.stuck_p": 0.04, "defects.stuck_ap": 0.04, "defects.short": 0.01,
+                     "defects.open": 0.01, "network.gnorm": [0.5, 1.0, 1.5]}))
+    physics = make_plan(_nist(
+        nist_dir, **{"device.variation": True, "write.mode": "physics", "write.voltage": 0.45,
+                     "device.beta": 2.0, "device.delta_sigma": 0.05, "device.jc_sigma": 0.05,
+                     "write.initial": "random", "defects.stuck_p": 0.01,
+                     "network.eval_train": True, "network.sensitivity": True,
+                     "network.max_solutions": 1}))
+    ideal = make_plan(_nist(nist_dir, **{"device.variation": False, "write.mode": "ideal"}))
+    # binary 13 -> 6 -> 3 network with sign hidden units, defect rates varying per instance
+    trained = mcmtj.Study().replace(**{
+        "network.source": "train", "network.n_solutions": 2, "network.epochs": 20,
+        "network.hidden_activation": "sign", "device.variation": True, "write.mode": "fixed",
+        "write.error_rate": 0.02, "defects.stuck_p": 0.02, "defects.stuck_ap": 0.01,
+        "defects.short": 0.005, "defects.dispersion": 0.2,
+        "sweep.write.error_rate": [0.0, 0.1]})
+    sweep = make_plan(trained)
+    return [
+        ("fixed writes, stuck/short/open, variation, gain grid", fixed, (0, 0, 2, 5, 4)),
+        ("same, second solution alone, far instances", fixed, (0, 1, 2, 2**32 + 7, 3)),
+        ("physics writes, random init, eval_train, sensitivity", physics, (0, 0, 1, 0, 4)),
+        ("ideal writes, no variation", ideal, (0, 0, 2, 0, 2)),
+        ("trained sign network, Beta defect rates, sweep point 1", sweep, (1, 0, 2, 3, 4)),
+    ]
+
+
+def _simulate(jobs, tmp_path):
+    src = tmp_path / "jobs.pkl"
+    dst = tmp_path / "blocks.pkl"
+    with open(src, "wb") as f:
+        pickle.dump(jobs, f)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run([sys.executable, "-c", SIMULATOR_SCRIPT, str(src), str(dst)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 3:
+        pytest.skip("numba.cuda is not importable: pip install numba-cuda")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with open(dst, "rb") as f:
+        return pickle.load(f)
+
+
+@pytest.fixture(scope="module")
+def simulated(nist_dir, tmp_path_factory):
+    cases = _cases(nist_dir)
+    cpu = [run_block(plan, *args) for _, plan, args in cases]
+    result = _simulate([(plan, args) for _, plan, args in cases], tmp_path_factory.mktemp("cuda"))
+    return cases, cpu, result
+
+
+def test_cuda_simulator_matches_cpu(simulated):
+    cases, cpu, (gpu, *_) = simulated
+    for (name, _, _), a, b in zip(cases, cpu, gpu, strict=True):
+        assert list(a) == list(b), name
+        for key in a:
+            assert a[key].shape == b[key].shape, (name, key)
+            assert a[key].dtype == b[key].dtype, (name, key)
+            if a[key].dtype.kind in "iu" or key in ("accuracy", "accuracy_train", "agreement"):
+                np.testing.assert_array_equal(b[key], a[key], err_msg=f"{name}: {key}")
+            else:
+                np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-12,
+                                           err_msg=f"{name}: {key}")
+
+
+def test_cases_exercise_the_effects(simulated):
+    """Guard against a vacuous comparison: the cases do produce defects, errors, spread."""
+    cases, cpu, _ = simulated
+    fixed, _, physics, ideal, sweep = cpu
+    for key in ("n_stuck", "n_short", "n_open", "n_write_errors"):
+        assert fixed[key].sum() > 0, key
+    assert physics["n_write_errors"].sum() > 0
+    assert np.ptp(physics["current_rmse"]) > 0
+    assert (ideal["write_fidelity"] == 1.0).all()
+    assert len(np.unique(sweep["n_stuck"])) > 1
+    assert np.ptp(fixed["accuracy"]) > 0
+
+
+def test_device_twins_match_cpu(simulated):
+    from mcmtj import _rng
+
+    _, _, (_, words, normals, uniforms, ppf) = simulated
+    expected = np.empty(words.size)
+    _rng.normals_from_words(words, expected, np.empty(words.size, np.int64))
+    np.testing.assert_allclose(normals, expected, rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(uniforms, _rng.u32_to_uniform(words.astype(np.float64)))
+    np.testing.assert_allclose(ppf, _rng.normal_ppf_np(uniforms), rtol=1e-13, atol=0)
+
+
+UNSUPPORTED = [
+    {"write.scheme": "v2"},
+    {"write.verify": True},
+    {"read.r_row": 2.0},
+    {"read.r_col": 2.0},
+    {"read.r_wire": 2.0},
+    {"read.bias_tmr": True},
+    {"read.noise": 0.01},
+    {"read.offset_sigma": 0.1},
+]
+
+
+@pytest.mark.parametrize("override", UNSUPPORTED, ids=lambda o: next(iter(o)))
+def test_unsupported_features_are_refused(nist_dir, override):
+    try:
+        study = _nist(nist_dir, **override)
+    except ConfigError:
+        pytest.skip(f"{next(iter(override))} is not a config field in this version")
+    (field,) = override
+    assert any(text.startswith(field) for text in unsupported_features(study))
+    plan = make_plan(study)
+    with pytest.raises(NotImplementedError, match=field.replace(".", r"\.")):
+        run_block_cuda(plan, 0, 0, 1, 0, 2)
+
+
+def test_unsupported_sweep_point_is_refused(nist_dir):
+    try:
+        study = _nist(nist_dir, **{"sweep.read.r_row": [0.0, 2.0]})
+    except ConfigError:
+        pytest.skip("read.r_row is not a config field in this version")
+    assert unsupported_features(study) == ["read.r_row = 2.0"]
+    plan = make_plan(study)
+    with pytest.raises(NotImplementedError, match="r_row"):
+        run_block_cuda(plan, 1, 0, 1, 0, 2)
+
+
+def test_supported_study_has_no_unsupported_features(nist_dir):
+    assert unsupported_features(_nist(nist_dir)) == []
+
+
+def test_clear_error_without_gpu_or_simulator(nist_dir):
+    try:
+        from numba import cuda
+    except ImportError:
+        cuda = None
+    if cuda is not None and cuda.is_available():
+        pytest.skip("a GPU (or the simulator) is available here")
+    plan = make_plan(_nist(nist_dir, **{"network.max_solutions": 1}))
+    with pytest.raises(RuntimeError, match="numba-cuda|GPU"):
+        run_block_cuda(plan, 0, 0, 1, 0, 2)
+
+
+def test_kernel_compiles_for_a_real_gpu(nist_dir, tmp_path):
+    """Type-check and compile the kernel for sm_90 (skipped where NVVM/NVRTC are missing)."""
+    plan = make_plan(_nist(nist_dir, **{"network.max_solutions": 1}))
+    src = tmp_path / "plan.pkl"
+    with open(src, "wb") as f:
+        pickle.dump(plan, f)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", PTX_SCRIPT, str(src)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 3:
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stderr[-4000:]
