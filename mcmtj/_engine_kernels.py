@@ -41,6 +41,7 @@ from ._rng import (
     fill_lane,
     normal_ppf,
     normals_from_words,
+    u32_word_to_uniform,
     stream_init,
     stream_u32,
     stream_uniform53,
@@ -223,7 +224,7 @@ def _switching_params(diam, z_delta, z_jc, fp, spread):
 
 @kernel
 def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
-                       words, zbuf, tails, devp, g, correct_dev, stream):
+                       words, zbuf, tails, devp, flat, g, correct_dev, stream):
     """Sample, write and read one instance; fill ``g`` (conductances) and return counts.
 
     Returns (n_correct_devices, n_correct_weights, n_devices, n_weights, counts tuple).
@@ -287,66 +288,90 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
         devp[1, :n_dev] = diam
         devp[2, :n_dev] = fp[F_TMR0]
 
+    # Targets, defects, write and conductance as flat passes over the devices (order:
+    # layer, row, column). In 'fixed' and 'ideal' mode the main pass is branch-free and
+    # vectorises; only the physics model's switching probabilities need a scalar loop,
+    # and only over the pulsed devices.
+    tflat, dflat, pflat, gflat, okflat, idx = flat
+    k = 0
+    for l in range(n_layers):
+        for r in range(layer_in[l]):
+            for c in range(2 * layer_out[l]):
+                tflat[k] = states[l, r, c]
+                k += 1
+    if any_defect:
+        c1 = rate_sp
+        c2 = c1 + rate_sap
+        c3 = c2 + rate_short
+        c4 = c3 + rate_open
+        for k in range(n_dev):
+            u = u32_word_to_uniform(w_def[k])
+            dflat[k] = (DEFECT_STUCK_P if u < c1 else DEFECT_STUCK_AP if u < c2 else
+                        DEFECT_SHORT if u < c3 else DEFECT_OPEN if u < c4 else 0)
+    else:
+        dflat[:n_dev] = 0
+    init_random = ip[I_INIT_RANDOM] != 0
+    if physics:
+        vw = fp[F_VW]
+        tmr_scale_write = 1.0 / (1.0 + (vw / fp[F_VH]) * (vw / fp[F_VH]))
+        spread = variation and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0)
+        m = 0
+        for k in range(n_dev):
+            d = dflat[k]
+            s0 = (w_wr[2 * k] & np.uint32(1)) if init_random else STATE_AP
+            s0 = STATE_P if d == DEFECT_STUCK_P else STATE_AP if d == DEFECT_STUCK_AP else s0
+            idx[m] = k
+            m += s0 != tflat[k]
+        for t in range(m):
+            k = idx[t]
+            z_delta = 0.0
+            z_jc = 0.0
+            if spread:
+                z_delta = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
+                z_jc = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
+            delta, ic, ic_rev = _switching_params(devp[1, k], z_delta, z_jc, fp, spread)
+            pflat[k] = _pulse_switch_probability(
+                mode, 0.0, 1 - tflat[k], devp[0, k], devp[2, k] * tmr_scale_write, ic, ic_rev,
+                delta, vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+    else:
+        pflat[:n_dev] = 1.0 - fp[F_ERROR_RATE] if mode != 0 else 1.0
     g_short = 1.0 / fp[F_RSHORT]
-    vh = fp[F_VH]
-    vw = fp[F_VW]
-    tmr_scale_write = 1.0 / (1.0 + (vw / vh) * (vw / vh))
     n_stuck = 0
     n_short = 0
     n_open = 0
     n_err = 0
     n_pulses = 0
     good_dev = 0
+    for k in range(n_dev):
+        d = dflat[k]
+        stuck = (d == DEFECT_STUCK_P) | (d == DEFECT_STUCK_AP)
+        healthy = d <= DEFECT_STUCK_AP
+        s0 = (w_wr[2 * k] & np.uint32(1)) if init_random else STATE_AP
+        s0 = STATE_P if d == DEFECT_STUCK_P else STATE_AP if d == DEFECT_STUCK_AP else s0
+        target = tflat[k]
+        pulsed = s0 != target
+        switched = pulsed & (u32_word_to_uniform(w_wr[2 * k + 1]) < pflat[k]) & (not stuck)
+        state = target if switched else s0
+        ok = (state == target) & healthy
+        g_p = devp[0, k]
+        g_dev = g_p if state == STATE_P else g_p / (1.0 + devp[2, k])
+        gflat[k] = g_short if d == DEFECT_SHORT else 0.0 if d == DEFECT_OPEN else g_dev
+        okflat[k] = ok
+        n_pulses += pulsed
+        n_err += pulsed & (not ok)
+        good_dev += ok
+        n_stuck += stuck
+        n_short += d == DEFECT_SHORT
+        n_open += d == DEFECT_OPEN
     good_w = 0
     n_w = 0
     k = 0
     for l in range(n_layers):
         for r in range(layer_in[l]):
             for c in range(2 * layer_out[l]):
-                g_p = devp[0, k]
-                diam = devp[1, k]
-                tmr = devp[2, k]
-                defect = 0
-                if any_defect:
-                    defect = _classify_defect_jit(u32_to_uniform_jit(float(w_def[k])), rate_sp,
-                                                  rate_sap, rate_short, rate_open)
-                    if defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP:
-                        n_stuck += 1
-                    elif defect == DEFECT_SHORT:
-                        n_short += 1
-                    elif defect == DEFECT_OPEN:
-                        n_open += 1
-                state = STATE_AP
-                if ip[I_INIT_RANDOM] != 0:
-                    state = STATE_P if w_wr[2 * k] & np.uint32(1) else STATE_AP
-                state = _stuck_state(defect, state)
-                target = states[l, r, c]
-                if state != target:
-                    n_pulses += 1
-                    p_switch = 1.0
-                    if physics:
-                        spread = variation and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0)
-                        z_delta = 0.0
-                        z_jc = 0.0
-                        if spread:
-                            z_delta = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
-                            z_jc = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
-                        delta, ic, ic_rev = _switching_params(diam, z_delta, z_jc, fp, spread)
-                        p_switch = _pulse_switch_probability(
-                            mode, 0.0, state, g_p, tmr * tmr_scale_write, ic, ic_rev, delta,
-                            vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
-                    elif mode != 0:
-                        p_switch = 1.0 - fp[F_ERROR_RATE]
-                    if u32_to_uniform_jit(float(w_wr[2 * k + 1])) < p_switch:
-                        state = _stuck_state(defect, target)
-                    if state != target or not _is_healthy(defect):
-                        n_err += 1
-                ok = state == target and _is_healthy(defect)
-                correct_dev[l, r, c] = ok
-                good_dev += ok
-                g[l, r, c] = _final_conductance(state, defect, g_p, tmr, g_short)
+                g[l, r, c] = gflat[k]
+                correct_dev[l, r, c] = okflat[k]
                 k += 1
-        for r in range(layer_in[l]):
             for j in range(layer_out[l]):
                 good_w += correct_dev[l, r, 2 * j] and correct_dev[l, r, 2 * j + 1]
                 n_w += 1
@@ -826,6 +851,8 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
     stream = np.zeros(11, np.uint64)
     offs = np.zeros((n_layers, max_out))
     devp = np.empty((3, n_dev))
+    flat = (np.empty(n_dev, np.uint8), np.empty(n_dev, np.uint8), np.empty(n_dev),
+            np.empty(n_dev), np.empty(n_dev, np.bool_), np.empty(n_dev, np.int64))
     zbuf = np.empty(_WORDS_DEVICE * n_dev)
     tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
     diff = np.empty((max_in, 2 * max_out))
@@ -884,7 +911,7 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
         else:
             good_dev, good_w, nd, nw, cnt = _simulate_instance(
                 k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-                words, zbuf, tails, devp, g, correct_dev, stream)
+                words, zbuf, tails, devp, flat, g, correct_dev, stream)
             # effective weights: differential conductance in units of nominal G_P - G_AP
             for l in range(n_layers):
                 for f in range(layer_in[l]):
