@@ -876,7 +876,7 @@ def draw_figures(
         )
         P.metric_ranking(ranking, ax=ax)
         ax.set_xlabel(
-            "Spearman rho with the tuned accuracy (bars: 95 % bootstrap interval, "
+            "Spearman rho with the tuned accuracy\n(bars: 95 % bootstrap interval, "
             "often inside the marker)"
         )
         ax.set_title("Which metric predicts the tuned accuracy (all sizes pooled)")
