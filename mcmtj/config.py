@@ -375,15 +375,15 @@ class Study:
                 raise ConfigError(f"sweep.{key}: only numeric device/circuit fields can be swept")
             if not isinstance(values, (list, tuple)) or len(values) == 0:
                 raise ConfigError(f"sweep.{key} must be a non-empty list of values")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"sweep.{key} has repeated values")
-            # validate each value through its section
+            # validate each value through its section (before hashing them below)
             section, name = key.split(".")
             for v in values:
                 try:
                     self._with(section, name, v)
                 except ConfigError as exc:
                     raise ConfigError(f"sweep.{exc}") from None
+            if len(set(values)) != len(values):
+                raise ConfigError(f"sweep.{key} has repeated values")
             checked.append((key, tuple(values)))
         if len({k for k, _ in checked}) != len(checked):
             raise ConfigError("sweep names a field twice")
@@ -493,10 +493,19 @@ def _toml_value(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_toml_char(ch) for ch in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def _toml_char(ch: str) -> str:
+    """One character of a TOML basic string: quote, backslash and control characters escaped."""
+    if ch in '"\\':
+        return "\\" + ch
+    if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\u{ord(ch):04x}"
+    return ch
 
 
 def _flatten_sweep(table: dict, prefix: str = ""):

@@ -253,9 +253,11 @@ def _read_text_matrix(file: Path, *, ndim: int = 2) -> np.ndarray:
     half a millisecond per small file, which dominates loading 1200 files.
     """
     try:
-        text = Path(file).read_text()
+        text = Path(file).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"{file}: file not found") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
+        raise ValueError(f"{file}: cannot read as text: {err}") from None
     try:
         if ndim == 1:
             values = np.array([float(token) for token in text.split()], dtype=np.float64)

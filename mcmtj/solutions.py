@@ -603,6 +603,9 @@ def load_solutions(path: str | os.PathLike) -> SolutionSet:
         raise ValueError(f"{path}: missing entry {err}") from None
     except (OSError, EOFError) as err:
         raise ValueError(f"{path}: cannot read as .npz: {err}") from None
+    except (TypeError, OverflowError) as err:
+        # int()/float() of a non-scalar, complex or infinite entry
+        raise ValueError(f"{path}: bad scalar entry: {err}") from None
     except ValueError as err:
         if str(err).startswith(str(path)):
             raise
