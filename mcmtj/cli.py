@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="finish the run in an existing .zarr store (refused if it holds "
                      "another study or seed); starts it when it does not exist")
-    run.add_argument("--backend", choices=("cpu", "dask"), default=None,
-                     help="cpu: this process (default); dask: a dask.distributed cluster")
+    run.add_argument("--backend", choices=("cpu", "dask", "cuda"), default=None,
+                     help="cpu: this process (default); dask: a dask.distributed cluster; "
+                     "cuda: an NVIDIA GPU (core effects only)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="dask scheduler address, e.g. tcp://host:8786 (implies --backend "
                      "dask; default: a LocalCluster on this machine)")
@@ -74,15 +75,31 @@ def _run(args) -> int:
     out = args.output
     if out.suffix not in (".nc", ".zarr"):
         raise ValueError(f"output {out}: must end in .nc or .zarr")
+    if out.suffix == ".zarr":
+        import importlib.util
+
+        if importlib.util.find_spec("zarr") is None:
+            raise ValueError(f"output {out}: .zarr stores need zarr: pip install 'mcmtj[zarr]'")
     if not out.parent.exists():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     backend = args.backend or ("dask" if args.scheduler or args.workers else "cpu")
-    if backend == "cpu" and (args.scheduler or args.workers):
+    if backend != "dask" and (args.scheduler or args.workers):
         raise ValueError("--scheduler and --workers need --backend dask")
     executor = None
+    if backend == "cuda":
+        from .cuda import CudaExecutor, cuda_available
+
+        if not cuda_available():
+            raise ValueError("--backend cuda needs an NVIDIA GPU and numba-cuda "
+                             "(pip install 'mcmtj[cuda]'), or NUMBA_ENABLE_CUDASIM=1")
+        executor = CudaExecutor()
     if backend == "dask":
+        import importlib.util
+
         from .executors import DaskExecutor
 
+        if importlib.util.find_spec("distributed") is None:
+            raise ValueError("--backend dask needs dask.distributed: pip install 'mcmtj[dask]'")
         executor = DaskExecutor(args.scheduler, n_workers=args.workers, threads=args.threads)
     try:
         ds = simulate(study, threads=args.threads, progress=None if not args.quiet else False,

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import schema
 
-__all__ = ["run_block_cuda", "cuda_available", "unsupported_features"]
+__all__ = ["run_block_cuda", "cuda_available", "unsupported_features", "CudaExecutor"]
 
 _INSTALL = "pip install 'mcmtj[cuda]' (numba-cuda)"
 
@@ -242,3 +242,21 @@ def run_block_cuda(plan, point: int, sol_start: int, sol_stop: int, start: int,
         else:
             out[name] = np.zeros((S, n), np.int32)
     return out
+
+
+class CudaExecutor:
+    """Run :func:`mcmtj.simulate`'s blocks on the GPU (``executor="cuda"``,
+    ``mcmtj run --backend cuda``).
+
+    Blocks are the same as on the CPU and so are the instances; unsupported study
+    features are refused by :func:`run_block_cuda` before anything runs.
+    """
+
+    def run(self, plan, tasks):
+        """Yield ``(task, block)`` for every task, in order."""
+        for task in tasks:
+            yield task, run_block_cuda(plan, task.point, task.sol_start, task.sol_stop,
+                                       task.start, task.n)
+
+    def close(self) -> None:
+        """Nothing to release (numba.cuda keeps its context)."""

@@ -222,6 +222,8 @@ class DaskExecutor:
     max_in_flight : int, optional
         Tasks submitted and not yet consumed (default: 2 x the cluster's task threads,
         at least 4); bounds the memory of results waiting to be stored.
+    timeout : float, default 30
+        Seconds to wait for the scheduler at ``scheduler``.
 
     Examples
     --------
@@ -231,7 +233,8 @@ class DaskExecutor:
     """
 
     def __init__(self, scheduler: str | None = None, *, client=None, n_workers: int | None = None,
-                 threads: int | None = None, max_in_flight: int | None = None):
+                 threads: int | None = None, max_in_flight: int | None = None,
+                 timeout: float = 30.0):
         if scheduler is not None and client is not None:
             raise ValueError("give either scheduler or client, not both")
         if n_workers is not None and n_workers < 1:
@@ -242,6 +245,7 @@ class DaskExecutor:
         self.n_workers = n_workers
         self.threads = threads
         self.max_in_flight = max_in_flight
+        self.timeout = timeout
         self._client = client
         self._owned = []
 
@@ -256,7 +260,7 @@ class DaskExecutor:
                                   "pip install 'mcmtj[dask]'") from None
             if self.scheduler is not None:
                 try:
-                    self._client = Client(self.scheduler, timeout="20s")
+                    self._client = Client(self.scheduler, timeout=self.timeout)
                 except OSError as exc:
                     raise OSError(f"cannot reach the dask scheduler at {self.scheduler}: "
                                   f"{exc}") from None
@@ -264,7 +268,7 @@ class DaskExecutor:
             else:
                 n = self.n_workers or max(1, min(4, numba.config.NUMBA_NUM_THREADS))
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
                 self._owned.append(cluster)
                 self._client = Client(cluster)
                 self._owned.append(self._client)
@@ -350,7 +354,11 @@ def as_executor(executor=None, threads: int | None = None):
     if isinstance(executor, str):
         if executor == "dask":
             return DaskExecutor(threads=threads), True
-        raise ValueError(f"executor = {executor!r} is not allowed: must be 'cpu', 'dask', an "
+        if executor == "cuda":
+            from .cuda import CudaExecutor
+
+            return CudaExecutor(), True
+        raise ValueError(f"executor = {executor!r} is not allowed: must be 'cpu', 'dask', 'cuda', an "
                          "executor, a distributed.Client or a pool with submit() or map()")
     # a distributed.Client has a run() of its own (run a function on every worker)
     if type(executor).__name__ == "Client" and type(executor).__module__.startswith("distributed"):

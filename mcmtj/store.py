@@ -292,7 +292,13 @@ def _flat_study(text: str) -> dict:
 def _differences(stored: dict, now: dict) -> list[str]:
     """Why a run cannot resume a store: one short phrase per difference."""
     out = []
-    a, b = _flat_study(stored.get("study", "")), _flat_study(now.get("study", ""))
+    try:
+        a, b = _flat_study(stored.get("study", "")), _flat_study(now.get("study", ""))
+    except tomllib.TOMLDecodeError:
+        # a study whose TOML text does not parse back (e.g. control characters in a
+        # path): compare the texts themselves
+        a = {"study": stored.get("study", "")}
+        b = {"study": now.get("study", "")}
     missing = object()
     for key in sorted((a.keys() | b.keys()) - _EXECUTION_KEYS):
         va, vb = a.get(key, missing), b.get(key, missing)

@@ -201,6 +201,7 @@ def test_accuracy_stats_nan_and_dask():
     expect = ds[ACCURACY][0].values.transpose(2, 0, 1).reshape(3, -1)
     np.testing.assert_allclose(out["mean"][0], np.nanmean(expect, -1))
     assert np.all(np.isnan(out["mean"][1])) and np.all(out["count"][1] == 0)
+    pytest.importorskip("dask")
     chunked = accuracy_stats(ds.chunk({"diameter": 1, INSTANCE: 7}))
     xr.testing.assert_allclose(chunked.compute(), out)
 
@@ -259,6 +260,7 @@ def test_tune_with_sweep_dims_nan_and_dask():
     np.testing.assert_array_equal(out[ACCURACY].values, expect)
     assert int(out["gnorm_index"][0, 0, 0]) == -1 and np.isnan(out["gnorm_chosen"][0, 0, 0])
     assert out[ACCURACY].dims == ("diameter", SOLUTION, INSTANCE)
+    pytest.importorskip("dask")
     chunked = tune(ds.chunk({"diameter": 1, GNORM: 2})).compute()
     xr.testing.assert_identical(chunked, out)
 
@@ -396,6 +398,7 @@ def test_metric_correlations_reproducible_and_dask_identical():
     xr.testing.assert_identical(first, metric_correlations(ds, n_boot=100, seed=3))
     other = metric_correlations(ds, n_boot=100, seed=4)
     assert not np.array_equal(first["rho_low"], other["rho_low"], equal_nan=True)
+    pytest.importorskip("dask")
     chunked = metric_correlations(ds.chunk({"diameter": 1, GNORM: 1}), n_boot=100, seed=3)
     xr.testing.assert_identical(chunked.compute(), first)
 

@@ -259,3 +259,21 @@ def test_kernel_compiles_for_a_real_gpu(nist_dir, tmp_path):
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_cli_backend_cuda_without_gpu_is_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    from mcmtj.cuda import cuda_available
+
+    if cuda_available():
+        pytest.skip("a GPU or the simulator is available here")
+    study = tmp_path / "s.toml"
+    study.write_text('[network]\nn_solutions = 1\nepochs = 2\n[run]\ninstances = 2\n')
+    proc = subprocess.run([sys.executable, "-m", "mcmtj.cli", "run", str(study), "-o",
+                           str(tmp_path / "o.nc"), "--backend", "cuda"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("mcmtj: error:") and "cuda" in proc.stderr
+    assert not (tmp_path / "o.nc").exists()
