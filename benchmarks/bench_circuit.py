@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import mcmtj
-
 from _common import core_job, median_time
 from bench_transfer import measure_speedup
+
+import mcmtj
 
 
 def main():

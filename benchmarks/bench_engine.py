@@ -10,12 +10,11 @@ import argparse
 import time
 
 import numpy as np
+from _common import core_job, median_time
 
 import mcmtj
 from mcmtj._reference import reference_instances
 from mcmtj.solutions import predict
-
-from _common import core_job, median_time
 
 
 def main():

@@ -17,8 +17,6 @@ import math
 
 import numpy as np
 
-from ._fastmath import tanh
-from ._jit import kernel, parallel_kernel, prange
 from ._circuit_kernels import (
     SCHEME_FLOATING,
     _nonlinear_read_kernel,
@@ -28,6 +26,8 @@ from ._circuit_kernels import (
     _verify_read_kernel,
     _verify_work_size,
 )
+from ._fastmath import tanh
+from ._jit import kernel, parallel_kernel, prange
 from ._rng import (
     LANE_DEFECT,
     LANE_DEVICE,
@@ -41,20 +41,20 @@ from ._rng import (
     fill_lane,
     normal_ppf,
     normals_from_words,
-    u32_word_to_uniform,
     stream_init,
     stream_u32,
     stream_uniform53,
     u32_to_uniform_jit,
+    u32_word_to_uniform,
 )
 from .array import (
     WRITE_PHYSICS,
     _disturb_probability,
-    _geometric_skip,
-    _sense_half,
     _final_conductance,
+    _geometric_skip,
     _is_healthy,
     _pulse_switch_probability,
+    _sense_half,
     _stuck_state,
 )
 from .device import (
@@ -811,7 +811,6 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
     """One parallel task of :func:`simulate_chunk`: a block of consecutive instances of one
     solution. A separate serial function so that numba's parfor pass sees a tiny loop
     body (compiling the whole pipeline inside ``prange`` took minutes)."""
-    n_sol = states.shape[0]
     n_layers = layer_in.shape[0]
     max_in = layer_in.max()
     max_out = layer_out.max()

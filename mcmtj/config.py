@@ -159,8 +159,10 @@ class DeviceConfig(_Section):
 
     _section = "device"
     diameter: float = _f(60e-9, "mean pillar diameter d0", "m", 0.0, 1e-6, lo_open=True)
-    diameter_sigma: float = _f(2e-9, "absolute device-to-device sigma of the diameter", "m", 0.0, 1e-6)
-    resistance_area: float = _f(1e-11, "median resistance-area product RA0 (10 ohm um^2)", "ohm m^2",
+    diameter_sigma: float = _f(2e-9, "absolute device-to-device sigma of the diameter", "m",
+                               0.0, 1e-6)
+    resistance_area: float = _f(1e-11, "median resistance-area product RA0 (10 ohm um^2)",
+                                "ohm m^2",
                                 0.0, 1e-6, lo_open=True)
     resistance_area_sigma: float = _f(0.03, "log-normal sigma of RA", "1", 0.0, 2.0)
     tmr: float = _f(1.2, "zero-bias tunnel magnetoresistance TMR0 (1.2 = 120 %)", "1", 0.0, 20.0)
@@ -201,7 +203,8 @@ class DefectConfig(_Section):
         total = self.stuck_p + self.stuck_ap + self.short + self.open
         if total > 1.0:
             raise ConfigError(
-                f"defects.stuck_p + stuck_ap + short + open = {total:g} is out of range: must be <= 1"
+                f"defects.stuck_p + stuck_ap + short + open = {total:g} is out of range: "
+                "must be <= 1"
             )
 
 

@@ -11,7 +11,6 @@ Dataset is bit-identical for any thread count, chunk size or executor.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,7 +70,8 @@ def prepare(study: Study, solutions: SolutionSet | None = None,
             solutions = load_nist_solutions(study.resolve_path(net.nist_path))
         elif net.source == "file":
             if not net.solutions_path:
-                raise FileNotFoundError("network.solutions_path is empty but network.source = 'file'")
+                raise FileNotFoundError(
+                    "network.solutions_path is empty but network.source = 'file'")
             solutions = load_solutions(study.resolve_path(net.solutions_path))
         else:
             from .trainer import BinaryMLP
@@ -214,7 +214,8 @@ def _threads(n: int | None):
         yield
         return
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(f"threads = {n} is out of range: must be 1 to {numba.config.NUMBA_NUM_THREADS}")
+        raise ValueError(f"threads = {n} is out of range: must be 1 to "
+                         f"{numba.config.NUMBA_NUM_THREADS}")
     old = numba.get_num_threads()
     numba.set_num_threads(n)
     try:

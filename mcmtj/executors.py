@@ -358,8 +358,9 @@ def as_executor(executor=None, threads: int | None = None):
             from .cuda import CudaExecutor
 
             return CudaExecutor(), True
-        raise ValueError(f"executor = {executor!r} is not allowed: must be 'cpu', 'dask', 'cuda', an "
-                         "executor, a distributed.Client or a pool with submit() or map()")
+        raise ValueError(f"executor = {executor!r} is not allowed: must be 'cpu', 'dask', "
+                         "'cuda', an executor, a distributed.Client or a pool with submit() or "
+                         "map()")
     # a distributed.Client has a run() of its own (run a function on every worker)
     if type(executor).__name__ == "Client" and type(executor).__module__.startswith("distributed"):
         return DaskExecutor(client=executor, threads=threads), True

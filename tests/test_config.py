@@ -91,7 +91,8 @@ def test_readme_config_reference_is_current():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start = readme.index("<!-- config-reference:start -->\n") + len("<!-- config-reference:start -->\n")
+    marker = "<!-- config-reference:start -->\n"
+    start = readme.index(marker) + len(marker)
     end = readme.index("<!-- config-reference:end -->")
     assert readme[start:end].strip() == config_reference().strip(), (
         "README's configuration table is stale: paste mcmtj.config.config_reference()")

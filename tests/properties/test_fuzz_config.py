@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mcmtj
@@ -41,7 +41,7 @@ SECTIONS = {"device": DeviceConfig, "defects": DefectConfig, "write": WriteConfi
 KEYS = sorted(f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls))
 FAST = settings(max_examples=50, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SLOW = settings(max_examples=1000, deadline=None,
+SLOW = settings(max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # --- TOML values and their text ------------------------------------------------------------
@@ -115,18 +115,8 @@ def load_text(text: str):
         return exc
 
 
-def has_control_chars(study) -> bool:
-    """A string field with control characters: known bug, see
-    test_strings_with_control_characters_roundtrip_through_toml."""
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in study.to_toml()
-               if c not in "\n\t")
-
-
 def assert_roundtrip(study):
     """A study that loads writes TOML that loads back to the same study."""
-    if has_control_chars(study) or any(
-            "\n" in str(v) for sec in study.to_dict().values() for v in sec.values()):
-        return
     again = load_text(study.to_toml())
     assert not isinstance(again, ConfigError), again
     assert again.to_toml() == study.to_toml()
@@ -135,13 +125,6 @@ def assert_roundtrip(study):
 def names_key(message: str, key: str) -> bool:
     """The message names ``key`` (as typed, or escaped the way repr() shows it)."""
     return key in message or repr(key)[1:-1] in message
-
-
-def unhashable_sweep(value) -> bool:
-    """A sweep list holding lists or tables: known bug, see
-    test_sweep_values_that_are_lists_or_tables_are_a_config_error."""
-    items = value if isinstance(value, list) else [value]
-    return any(isinstance(v, (list, dict)) for v in items)
 
 
 # --- properties ----------------------------------------------------------------------------
@@ -161,7 +144,6 @@ def unknown_key(section, name, value):
 
 
 def sweep_entry(key, value):
-    assume(not unhashable_sweep(value))
     result = load_text(f"[sweep]\n{toml_string(key)} = {toml_value(value)}\n")
     if isinstance(result, ConfigError):
         assert names_key(str(result), f"sweep.{key}"), (key, str(result))
@@ -188,7 +170,6 @@ def raw_text(text):
 def set_option(text):
     try:
         key, value = parse_override(text)
-        assume(not (key.startswith("sweep.") and unhashable_sweep(value)))
         study = mcmtj.Study().replace(**{key: value})
     except ConfigError as exc:
         message = str(exc)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -28,7 +28,7 @@ from mcmtj.solutions import (
 
 FAST = settings(max_examples=50, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SLOW = settings(max_examples=600, deadline=None,
+SLOW = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 _ROOT = Path(tempfile.mkdtemp(prefix="mcmtj-fuzz-data-"))
@@ -72,23 +72,12 @@ tokens = st.one_of(
 )
 matrix_text = st.lists(st.lists(tokens, max_size=16), max_size=16).map(
     lambda rows: "\n".join(" ".join(r) for r in rows))
-
-
-def _is_utf8(payload: bytes) -> bool:
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-# Not generated here but tested directly at the end (bugs this fuzzing found, now fixed):
-# bytes that are not UTF-8, and a folder where a file should be.
 file_contents = st.one_of(
     matrix_text.map(lambda t: ("text", t)),
-    st.binary(max_size=64).filter(_is_utf8).map(lambda b: ("bytes", b)),
+    st.binary(max_size=64).map(lambda b: ("bytes", b)),
     st.text(max_size=64).map(lambda t: ("text", t)),
     st.just(("missing", None)),
+    st.just(("folder", None)),
 )
 
 
@@ -162,22 +151,7 @@ npz_edits = st.lists(
 )
 
 
-def _scalar_bug(key, value) -> bool:
-    """n_layers or threshold that int()/float() cannot take (a fixed bug, tested directly at
-    the end)."""
-    if key not in ("n_layers", "threshold") or value is None:
-        return False
-    if value.ndim or value.dtype.kind == "c":
-        return True
-    return key == "n_layers" and value.dtype.kind == "f" and bool(np.isinf(value))
-
-
 def npz_file(edits):
-    assume(not any(_scalar_bug(key, value) for key, value in edits))
-    _load_npz(edits)
-
-
-def _load_npz(edits):
     entries = _valid_npz_entries()
     for key, value in edits:
         if value is None:
@@ -263,4 +237,4 @@ def test_unreadable_text_file_is_a_value_error_naming_it(nist_base, loader, rela
     ("n_layers", np.array(1 + 0j)), ("threshold", np.array(1j)), ("n_layers", np.array(np.inf)),
 ])
 def test_npz_with_a_bad_scalar_is_a_value_error(key, value):
-    _load_npz([(key, value)])
+    npz_file([(key, value)])
