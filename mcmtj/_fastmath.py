@@ -85,8 +85,14 @@ def _expm1_reduced(y):
     """``(2^k, expm1(r))`` with y = k ln2 + r, |r| <= ln2/2, for -1022 < y/ln2 < 1023."""
     kf = np.floor(y * _INV_LN2 + 0.5)  # np.floor stays float; math.floor returns int
     r = (y - kf * _LN2_HI) - kf * _LN2_LO
-    p = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
-        _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * (_C13 + r * _C14)))))))))))))
+    # expm1(r) = r + r^2 (C2 + C3 r + ... + C14 r^12), the bracket by Estrin's scheme:
+    # a Horner chain of 26 dependent operations made tanh latency-bound (1.3-1.6x slower)
+    r2 = r * r
+    r4 = r2 * r2
+    b0 = (_C2 + r * _C3) + r2 * (_C4 + r * _C5)
+    b1 = (_C6 + r * _C7) + r2 * (_C8 + r * _C9)
+    b2 = (_C10 + r * _C11) + r2 * ((_C12 + r * _C13) + r2 * _C14)
+    p = r + r2 * ((b0 + r4 * b1) + (r4 * r4) * b2)
     k = _float_to_bits(kf + _MAGIC) - _MAGIC_BITS  # kf is integral: exact
     return _bits_to_float((k + 1023) << 52), p
 

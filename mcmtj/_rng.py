@@ -77,8 +77,9 @@ def _splitmix64(x):
 def _philox4x32(c0, c1, c2, c3, k0, k1):
     """Ten Philox4x32 rounds; all arguments are uint64 holding 32-bit values."""
     for _ in range(10):
-        p0 = _M0 * c0
-        p1 = _M1 * c2
+        # the masks are no-ops on 32-bit values but let LLVM use 32x32->64 vector multiplies
+        p0 = _M0 * (c0 & _MASK32)
+        p1 = _M1 * (c2 & _MASK32)
         c0, c1, c2, c3 = (
             (p1 >> _S32) ^ c1 ^ k0,
             p1 & _MASK32,
@@ -92,6 +93,9 @@ def _philox4x32(c0, c1, c2, c3, k0, k1):
 
 philox4x32 = _philox4x32
 _philox4x32_jit = kernel(_philox4x32)
+# Inlined by numba itself: the ten unrolled rounds exceed LLVM's inlining threshold, and a
+# call in the loop of fill_lane kept it scalar (7.6x slower than the vectorised loop).
+_philox4x32_inline = kernel(_philox4x32, inline="always")
 _splitmix64_jit = kernel(_splitmix64)
 
 
@@ -140,21 +144,30 @@ def lane_words(key, lane, solution, instance, n_words):
 
 
 @kernel
-def fill_lane(k0, k1, lane, solution, instance, out):
+def fill_lane(k0, k1, lane, solution, instance, out, scratch):
     """Fill ``out`` (uint32, size a multiple of 4) with the first words of a lane.
 
-    Whole blocks only, so the loop has no branches and vectorises.
+    Whole blocks only, so the loop has no branches. The blocks' four words go first
+    to four contiguous rows of ``scratch`` (uint32, size >= ``out.size``) and are then
+    interleaved into ``out``: with contiguous stores LLVM vectorises the Philox rounds
+    (four blocks per AVX2 multiply); storing interleaved kept them scalar (1.6x slower).
     """
+    nb = out.size // 4
     c1 = np.uint64(instance) & _MASK32
     c2 = np.uint64(instance) >> _S32
     c3 = np.uint64(solution)
     base = np.uint64(lane) << _LANE_SHIFT
-    for b in range(out.size // 4):
-        w0, w1, w2, w3 = _philox4x32_jit(base | np.uint64(b), c1, c2, c3, k0, k1)
-        out[4 * b] = w0
-        out[4 * b + 1] = w1
-        out[4 * b + 2] = w2
-        out[4 * b + 3] = w3
+    for b in range(nb):
+        w0, w1, w2, w3 = _philox4x32_inline(base | np.uint64(b), c1, c2, c3, k0, k1)
+        scratch[b] = w0
+        scratch[nb + b] = w1
+        scratch[2 * nb + b] = w2
+        scratch[3 * nb + b] = w3
+    for b in range(nb):
+        out[4 * b] = scratch[b]
+        out[4 * b + 1] = scratch[nb + b]
+        out[4 * b + 2] = scratch[2 * nb + b]
+        out[4 * b + 3] = scratch[3 * nb + b]
 
 
 # --- variable-length consumption -------------------------------------------------
@@ -262,12 +275,18 @@ def _ppf_central(u):
 
 
 @kernel
-def _ppf_tail(u):
-    lower = u < 0.5
-    q = math.sqrt(-2.0 * _log(u if lower else 1.0 - u))
-    tail = (((((_C0 * q + _C1) * q + _C2) * q + _C3) * q + _C4) * q + _C5) / (
+def _ppf_tail_lower(v):
+    """The lower tail's quantile of ``v`` < P_LOW (negative); the upper is -it(1 - u)."""
+    q = math.sqrt(-2.0 * _log(v))
+    return (((((_C0 * q + _C1) * q + _C2) * q + _C3) * q + _C4) * q + _C5) / (
         (((_D0 * q + _D1) * q + _D2) * q + _D3) * q + 1.0
     )
+
+
+@kernel
+def _ppf_tail(u):
+    lower = u < 0.5
+    tail = _ppf_tail_lower(u if lower else 1.0 - u)
     return tail if lower else -tail
 
 
@@ -280,13 +299,15 @@ def normal_ppf(u):
 
 
 @kernel
-def normals_from_words(words, out, tails):
+def normals_from_words(words, out, tails, buf):
     """``out[i] = normal_ppf(uniform(words[i]))``, vectorised.
 
     The central rational function is evaluated for all draws in a branch-free loop;
     the indices of the 4.85 % of draws in the tails are compacted into ``tails`` (an
-    int64 scratch of the same size) and only those are recomputed. A plain ``if``
-    would be if-converted by LLVM into computing the tail (a log) for every draw.
+    int64 scratch of the same size), their folded uniforms gathered into ``buf`` (a
+    float64 scratch of the same size) so that the tail formula (a log and a square
+    root) also runs as a vector loop, and the results scattered back. A plain ``if``
+    would be if-converted by LLVM into computing the tail for every draw.
     """
     n = out.size
     for i in range(n):
@@ -298,8 +319,13 @@ def normals_from_words(words, out, tails):
         tails[m] = i
         m += (w <= _W_TAIL_LOW) | (w >= _W_TAIL_HIGH)
     for t in range(m):
+        u = u32_word_to_uniform(words[tails[t]])
+        buf[t] = u if u < 0.5 else 1.0 - u
+    for t in range(m):
+        buf[t] = _ppf_tail_lower(buf[t])
+    for t in range(m):
         i = tails[t]
-        out[i] = _ppf_tail(u32_word_to_uniform(words[i]))
+        out[i] = buf[t] if words[i] <= _W_TAIL_LOW else -buf[t]
 
 
 def normal_ppf_np(u):

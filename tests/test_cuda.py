@@ -189,7 +189,8 @@ def test_device_twins_match_cpu(simulated):
 
     _, _, (_, words, normals, uniforms, ppf) = simulated
     expected = np.empty(words.size)
-    _rng.normals_from_words(words, expected, np.empty(words.size, np.int64))
+    _rng.normals_from_words(words, expected, np.empty(words.size, np.int64),
+                             np.empty(words.size))
     np.testing.assert_allclose(normals, expected, rtol=1e-13, atol=0)
     np.testing.assert_array_equal(uniforms, _rng.u32_to_uniform(words.astype(np.float64)))
     np.testing.assert_allclose(ppf, _rng.normal_ppf_np(uniforms), rtol=1e-13, atol=0)

@@ -25,7 +25,7 @@ def test_lane_fill_and_stream_equal_numpy_reference():
     st = np.zeros(11, np.uint64)
     k0, k1 = (np.uint64(k) for k in key)
     for row, inst in zip(ref, instances, strict=True):
-        _rng.fill_lane(k0, k1, _rng.LANE_DEFECT, 7, inst, out)
+        _rng.fill_lane(k0, k1, _rng.LANE_DEFECT, 7, inst, out, np.empty(12, np.uint32))
         np.testing.assert_array_equal(out[:10], row)
         _rng.stream_init(st, k0, k1, _rng.LANE_DEFECT, 7, inst)
         np.testing.assert_array_equal([_rng.stream_u32(st) for _ in range(10)], row)
@@ -55,6 +55,20 @@ def test_normals_from_words_are_standard_normal():
     assert stats.kstest(z, "norm").pvalue > 1e-3
     assert abs(z.mean()) < 4 / np.sqrt(z.size)
     assert abs(z.std() - 1) < 0.01
+
+
+def test_normals_from_words_equals_reference_in_both_tails():
+    words = _rng.lane_words(_rng.instance_key(6, 0), 0, 0, np.arange(40), 1000).ravel()
+    words[:4] = [0, 1, 2**32 - 1, 2**32 - 2]  # extreme words of both tails
+    words[4:6] = [_rng._W_TAIL_LOW, _rng._W_TAIL_HIGH]  # the tail bounds themselves
+    out = np.empty(words.size)
+    _rng.normals_from_words(words, out, np.empty(words.size, np.int64), np.empty(words.size))
+    uniform = _rng.u32_to_uniform(words.astype(np.float64))
+    assert ((uniform < _rng._P_LOW) | (uniform > 1 - _rng._P_LOW)).sum() > 1000  # both tails
+    # bit for bit the scalar kernel (same branch-free log); the NumPy reference uses libm's
+    expected = np.array([_rng.normal_ppf(u) for u in uniform])
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(out, _rng.words_to_normal_np(words), rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("n", [1, 100])
