@@ -774,7 +774,8 @@ def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, th
                     cur[c] *= 1.0 + fp[F_NOISE] * z
             last = l == n_layers - 1
             for j in range(l_out[l]):
-                a = ((cur[2 * j] - cur[2 * j + 1]) / (dg * v_read) + offs[l, j]) / gnorm + bias[l, j]
+                diff_ij = (cur[2 * j] - cur[2 * j + 1]) / (dg * v_read)
+                a = (diff_ij + offs[l, j]) / gnorm + bias[l, j]
                 if last:
                     nxt[j] = tanh(a) if out_tanh else a
                 elif hidden_sign:
@@ -793,41 +794,102 @@ def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, th
 
 
 @kernel
-def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp,
-                    ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0,
-                    rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid, weight_fid,
-                    rmse, sens_fid, readback_fid, counts):
-    """One parallel task of :func:`simulate_chunk`: a block of consecutive instances of one
-    solution. A separate serial function so that numba's parfor pass sees a tiny loop
-    body (compiling the whole pipeline inside ``prange`` took minutes)."""
+def _block_geometry(job, n, block, layer_in, layer_out):
+    """(solution, first, last, n_layers, max_in, max_out, width, n_dev) of one block."""
     n_layers = layer_in.shape[0]
     max_in = layer_in.max()
     max_out = layer_out.max()
-    width = max(max_in, max_out)
     n_dev = 0
     for l in range(n_layers):
         n_dev += layer_in[l] * 2 * layer_out[l]
-    circuit = ip[I_CIRCUIT] != 0
-    rows = ip[I_ROWS] if circuit else max_in
-    cols = ip[I_COLS] if circuit else 2 * max_out
-    n_words = _round4(max(_WORDS_DEVICE * n_dev,
-                          _WORDS_UNUSED * (n_layers * rows * cols - n_dev) if circuit else 0))
     n_blocks_per_sol = (n + block - 1) // block
-    n_gain = gnorms.shape[0]
-    n_eval = X_eval.shape[1]
-    n_train = X_train.shape[1]
-    n_samp = max(n_eval, n_train)
-    eval_train = ip[I_EVAL_TRAIN] != 0
+    first = (job % n_blocks_per_sol) * block
+    return (job // n_blocks_per_sol, first, min(first + block, n), n_layers, max_in, max_out,
+            max(max_in, max_out), n_dev)
+
+
+@kernel
+def _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_dev, g, layer_in,
+                    layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid, weight_fid,
+                    rmse, sens_fid, counts):
+    """Store one instance's fidelity metrics, current RMSE and counters."""
+    write_fid[s, local] = good_dev / nd
+    weight_fid[s, local] = good_w / nw
+    if ip[I_SENSITIVITY] != 0:
+        lost = 0.0
+        total = 0.0
+        k = 0
+        for l in range(layer_in.shape[0]):
+            for r in range(layer_in[l]):
+                for c in range(2 * layer_out[l]):
+                    total += sens[s, k]
+                    if not correct_dev[l, r, c]:
+                        lost += sens[s, k]
+                    k += 1
+        sens_fid[s, local] = 1.0 - lost / total if total > 0.0 else 1.0
+    # layer-0 column-current error vs the nominal target array, via the Gram matrix:
+    # sum_s (I_sc - I0_sc)^2 = D_c^T (X X^T) D_c with D = G - G0 (G: effective, i.e.
+    # the transfer matrix's transpose when the wires have resistance).
+    n0 = layer_in[0]
+    c0 = 2 * layer_out[0]
+    for f in range(n0):
+        for c in range(c0):
+            diff[f, c] = g[0, f, c] - g0[s, f, c]
+    num = 0.0
+    for f in range(n0):
+        md[:c0] = 0.0
+        for h in range(n0):
+            gfh = gram[f, h]
+            for c in range(c0):
+                md[c] += gfh * diff[h, c]
+        for c in range(c0):
+            num += diff[f, c] * md[c]
+    rmse[s, local] = math.sqrt(max(num, 0.0) / rmse_den[s])
+    for c in range(N_COUNTS - 1):
+        counts[s, local, c] = cnt[c]
+    counts[s, local, C_NONCONVERGED] = nonconv
+
+
+@kernel
+def _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms, X_eval,
+                      y_eval, sw_eval, X_train, y_train, sw_train, raw0, act_a, act_b, pred, acc,
+                      acc_train, agree):
+    """Accuracy and agreement of one instance for every gain, when the read is one linear
+    map (effective weights ``weff``); the layer-0 sums are shared by the gains."""
     hidden_sign = ip[I_HIDDEN_SIGN] != 0
     out_tanh = ip[I_OUT_TANH] != 0
-    slow_read = circuit and (ip[I_BIAS_TMR] != 0 or fp[F_NOISE] > 0.0)
+    n_eval = X_eval.shape[1]
+    _layer0_sums(weff, layer_in[0], layer_out[0], X_eval, raw0)
+    for gi in range(gnorms.shape[0]):
+        c_ok, c_ag = _forward_counts(
+            weff, layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
+            gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b, pred)
+        acc[s, local, gi] = c_ok / n_eval
+        agree[s, local, gi] = c_ag / n_eval
+    if ip[I_EVAL_TRAIN] != 0:
+        n_train = X_train.shape[1]
+        _layer0_sums(weff, layer_in[0], layer_out[0], X_train, raw0)
+        for gi in range(gnorms.shape[0]):
+            c_ok, c_ag = _forward_counts(
+                weff, layer_in, layer_out, bias[s], offs, X_train, y_train, sw_train[s, gi],
+                gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b, pred)
+            acc_train[s, local, gi] = c_ok / n_train
+
+
+@kernel
+def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out,
+                         bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train,
+                         sw_train, gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree,
+                         write_fid, weight_fid, rmse, sens_fid, readback_fid, counts):
+    """One parallel task of :func:`simulate_chunk_core`: a block of consecutive instances of
+    one solution on the core path (no circuit). A separate serial function so that numba's
+    parfor pass sees a tiny loop body (compiling the whole pipeline inside ``prange`` took
+    minutes)."""
+    s, first, last, n_layers, max_in, max_out, width, n_dev = _block_geometry(
+        job, n, block, layer_in, layer_out)
+    n_samp = max(X_eval.shape[1], X_train.shape[1])
     inv_dg = 1.0 / fp[F_DG_NOM]
-    cl = n_layers if circuit else 1
-    work_size = max(_transfer_work_size(rows, cols), _nonlinear_work_size(rows, cols),
-                    _verify_work_size(rows, cols)) if circuit else 1
-    s = job // n_blocks_per_sol
-    first = (job % n_blocks_per_sol) * block
-    last = min(first + block, n)
+    n_words = _round4(_WORDS_DEVICE * n_dev)
     words = np.empty((6, n_words), np.uint32)  # five lanes and a scratch row
     g = np.zeros((n_layers, max_in, 2 * max_out))
     correct_dev = np.zeros((n_layers, max_in, 2 * max_out), np.bool_)
@@ -846,18 +908,72 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
     tbuf = np.empty(_WORDS_DEVICE * n_dev)
     diff = np.empty((max_in, 2 * max_out))
     md = np.empty(2 * max_out)
-    # circuit path scratch (full physical arrays)
-    cells = (np.zeros((cl, rows, cols), np.uint8), np.zeros((cl, rows, cols), np.uint8),
-             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)),
-             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)),
-             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)),
-             np.zeros((cl, rows, cols)), np.zeros((cl, rows, cols)))
+    for local in range(first, last):
+        instance = start + local
+        good_dev, good_w, nd, nw, cnt = _simulate_instance(
+            k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
+            words, zbuf, tails, tbuf, devp, flat, g, correct_dev, stream)
+        # effective weights: differential conductance in units of nominal G_P - G_AP
+        for l in range(n_layers):
+            for f in range(layer_in[l]):
+                for j in range(layer_out[l]):
+                    weff[l, f, j] = (g[l, f, 2 * j] - g[l, f, 2 * j + 1]) * inv_dg
+        _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, 0, correct_dev, g, layer_in,
+                        layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid,
+                        weight_fid, rmse, sens_fid, counts)
+        _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms,
+                          X_eval, y_eval, sw_eval, X_train, y_train, sw_train, raw0, act_a,
+                          act_b, pred, acc, acc_train, agree)
+
+
+@kernel
+def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, layer_in,
+                            layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train,
+                            y_train, sw_train, gram, g0, rmse_den, sens, verify_ref, acc,
+                            acc_train, agree, write_fid, weight_fid, rmse, sens_fid,
+                            readback_fid, counts):
+    """One parallel task of :func:`simulate_chunk_circuit`: as :func:`_simulate_block_core`
+    with the full physical arrays (write order, disturb, verify, line resistance, read
+    non-idealities)."""
+    s, first, last, n_layers, max_in, max_out, width, n_dev = _block_geometry(
+        job, n, block, layer_in, layer_out)
+    rows = ip[I_ROWS]
+    cols = ip[I_COLS]
+    n_un = n_layers * rows * cols - n_dev
+    n_words = _round4(max(_WORDS_DEVICE * n_dev, _WORDS_UNUSED * n_un))
+    n_gain = gnorms.shape[0]
+    n_eval = X_eval.shape[1]
+    n_train = X_train.shape[1]
+    n_samp = max(n_eval, n_train)
+    eval_train = ip[I_EVAL_TRAIN] != 0
+    hidden_sign = ip[I_HIDDEN_SIGN] != 0
+    out_tanh = ip[I_OUT_TANH] != 0
+    slow_read = ip[I_BIAS_TMR] != 0 or fp[F_NOISE] > 0.0
+    work_size = max(_transfer_work_size(rows, cols), _nonlinear_work_size(rows, cols),
+                    _verify_work_size(rows, cols))
+    words = np.empty((6, n_words), np.uint32)  # five lanes and a scratch row
+    g = np.zeros((n_layers, max_in, 2 * max_out))
+    correct_dev = np.zeros((n_layers, max_in, 2 * max_out), np.bool_)
+    weff = np.zeros((n_layers, max_in, max_out))
+    raw0 = np.empty((layer_out[0], n_samp))
+    act_a = np.empty((width, n_samp))
+    act_b = np.empty((width, n_samp))
+    pred = np.empty(n_samp, np.int64)
+    stream = np.zeros(11, np.uint64)
+    offs = np.zeros((n_layers, max_out))
+    diff = np.empty((max_in, 2 * max_out))
+    md = np.empty(2 * max_out)
+    cells = (np.zeros((n_layers, rows, cols), np.uint8),
+             np.zeros((n_layers, rows, cols), np.uint8),
+             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
+             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
+             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
+             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)))
     gref = np.zeros((n_layers, rows + 1, cols))
     order = np.empty(rows * cols, np.int64)
-    n_un = n_layers * rows * cols - n_dev if circuit else 0
+    n_z = max(_WORDS_DEVICE * n_dev, 5 * n_un)
     zscr = (np.empty(_WORDS_DEVICE * n_dev), np.empty(_WORDS_SWITCHING * n_dev),
-            np.empty(5 * n_un), np.empty(max(_WORDS_DEVICE * n_dev, 5 * n_un), np.int64),
-            np.empty(max(_WORDS_DEVICE * n_dev, 5 * n_un)))
+            np.empty(5 * n_un), np.empty(n_z, np.int64), np.empty(n_z))
     st_ver = np.zeros(11, np.uint64)
     st_read = np.zeros(11, np.uint64)
     work = np.empty(work_size)
@@ -866,79 +982,26 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
     cur = np.empty(cols)
     act = np.zeros(max(rows, width))
     nxt = np.empty(max_out)
-    if circuit:
-        # nominal target conductances and column sums (verify reference)
-        for l in range(n_layers):
-            for c in range(cols):
-                col_sum = 0.0
-                for r in range(rows):
-                    used = r < layer_in[l] and c < 2 * layer_out[l]
-                    on = used and states[s, l, r, c] == STATE_P
-                    gref[l, r, c] = fp[F_G_NOM_P] if on else fp[F_G_NOM_AP]
-                    col_sum += gref[l, r, c]
-                gref[l, rows, c] = col_sum
     for local in range(first, last):
         instance = start + local
-        if circuit:
-            good_dev, good_w, nd, nw, readback, cnt = _simulate_instance_circuit(
-                k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-                words, zscr, cells, gref, verify_ref[s], order, stream, st_ver, work)
-            readback_fid[s, local] = readback / nd
+        good_dev, good_w, nd, nw, readback, cnt = _simulate_instance_circuit(
+            k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
+            words, zscr, cells, gref, verify_ref[s], order, stream, st_ver, work)
+        readback_fid[s, local] = readback / nd
+        for l in range(n_layers):
+            _circuit_weights(l, layer_in[l], layer_out[l], cells[9], fp, T_all[l], work,
+                             weff)
+            for r in range(layer_in[l]):
+                for c in range(2 * layer_out[l]):
+                    correct_dev[l, r, c] = (cells[0][l, r, c] == states[s, l, r, c]
+                                            and _is_healthy(cells[1][l, r, c]))
+                    g[l, r, c] = T_all[l, c, r]
+        stream_init(st_read, k0, k1, LANE_READ, sol_offset + s, instance)
+        if fp[F_OFFSET] > 0.0:
             for l in range(n_layers):
-                _circuit_weights(l, layer_in[l], layer_out[l], cells[9], fp, T_all[l], work,
-                                 weff)
-                for r in range(layer_in[l]):
-                    for c in range(2 * layer_out[l]):
-                        correct_dev[l, r, c] = (cells[0][l, r, c] == states[s, l, r, c]
-                                                and _is_healthy(cells[1][l, r, c]))
-                        g[l, r, c] = T_all[l, c, r]
-            stream_init(st_read, k0, k1, LANE_READ, sol_offset + s, instance)
-            if fp[F_OFFSET] > 0.0:
-                for l in range(n_layers):
-                    for j in range(layer_out[l]):
-                        offs[l, j] = fp[F_OFFSET] * normal_ppf(
-                            u32_to_uniform_jit(float(stream_u32(st_read))))
-        else:
-            good_dev, good_w, nd, nw, cnt = _simulate_instance(
-                k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-                words, zbuf, tails, tbuf, devp, flat, g, correct_dev, stream)
-            # effective weights: differential conductance in units of nominal G_P - G_AP
-            for l in range(n_layers):
-                for f in range(layer_in[l]):
-                    for j in range(layer_out[l]):
-                        weff[l, f, j] = (g[l, f, 2 * j] - g[l, f, 2 * j + 1]) * inv_dg
-        write_fid[s, local] = good_dev / nd
-        weight_fid[s, local] = good_w / nw
-        if ip[I_SENSITIVITY] != 0:
-            lost = 0.0
-            total = 0.0
-            k = 0
-            for l in range(n_layers):
-                for r in range(layer_in[l]):
-                    for c in range(2 * layer_out[l]):
-                        total += sens[s, k]
-                        if not correct_dev[l, r, c]:
-                            lost += sens[s, k]
-                        k += 1
-            sens_fid[s, local] = 1.0 - lost / total if total > 0.0 else 1.0
-        # layer-0 column-current error vs the nominal target array, via the Gram matrix:
-        # sum_s (I_sc - I0_sc)^2 = D_c^T (X X^T) D_c with D = G - G0 (G: effective, i.e.
-        # the transfer matrix's transpose when the wires have resistance).
-        n0 = layer_in[0]
-        c0 = 2 * layer_out[0]
-        for f in range(n0):
-            for c in range(c0):
-                diff[f, c] = g[0, f, c] - g0[s, f, c]
-        num = 0.0
-        for f in range(n0):
-            md[:c0] = 0.0
-            for h in range(n0):
-                gfh = gram[f, h]
-                for c in range(c0):
-                    md[c] += gfh * diff[h, c]
-            for c in range(c0):
-                num += diff[f, c] * md[c]
-        rmse[s, local] = math.sqrt(max(num, 0.0) / rmse_den[s])
+                for j in range(layer_out[l]):
+                    offs[l, j] = fp[F_OFFSET] * normal_ppf(
+                        u32_to_uniform_jit(float(stream_u32(st_read))))
         nonconv = 0
         if slow_read:
             for gi in range(n_gain):
@@ -957,32 +1020,17 @@ def _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, 
                     acc_train[s, local, gi] = c_ok / n_train
                     nonconv += nc
         else:
-            _layer0_sums(weff, layer_in[0], layer_out[0], X_eval, raw0)
-            for gi in range(n_gain):
-                c_ok, c_ag = _forward_counts(
-                    weff, layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
-                    gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b,
-                    pred)
-                acc[s, local, gi] = c_ok / n_eval
-                agree[s, local, gi] = c_ag / n_eval
-            if eval_train:
-                _layer0_sums(weff, layer_in[0], layer_out[0], X_train, raw0)
-                for gi in range(n_gain):
-                    c_ok, c_ag = _forward_counts(
-                        weff, layer_in, layer_out, bias[s], offs, X_train, y_train,
-                        sw_train[s, gi], gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh,
-                        raw0, act_a, act_b, pred)
-                    acc_train[s, local, gi] = c_ok / n_train
-        for c in range(N_COUNTS - 1):
-            counts[s, local, c] = cnt[c]
-        counts[s, local, C_NONCONVERGED] = nonconv
+            _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms,
+                              X_eval, y_eval, sw_eval, X_train, y_train, sw_train, raw0, act_a,
+                              act_b, pred, acc, acc_train, agree)
+        _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_dev, g,
+                        layer_in, layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid,
+                        weight_fid, rmse, sens_fid, counts)
 
-@parallel_kernel
-def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp,
-                   ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0,
-                   rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid, weight_fid,
-                   rmse, sens_fid, readback_fid, counts):
-    """Simulate instances ``start .. start + n - 1`` of every solution given.
+
+# The two parallel shells. One per path, so that a study without circuit effects never
+# compiles the circuit solver (about two thirds of a cold compile).
+_CHUNK_DOC = """Simulate instances ``start .. start + n - 1`` of every solution given{}.
 
     ``sol_offset`` is the global index of ``states[0]`` (it keys the random streams).
     Shapes: states (S, L, R, C) uint8; bias (S, L, O); X_* (F, N) row voltages / V_read;
@@ -992,9 +1040,43 @@ def simulate_chunk(k0, k1, sol_offset, start, n, block, states, layer_in, layer_
     acc_train, agree (S, n, G); write_fid, weight_fid, rmse, sens_fid, readback_fid (S, n);
     counts (S, n, N_COUNTS).
     """
+
+
+@parallel_kernel
+def simulate_chunk_core(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias,
+                        fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train,
+                        gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid,
+                        weight_fid, rmse, sens_fid, readback_fid, counts):
     n_sol = states.shape[0]
     for job in prange(n_sol * ((n + block - 1) // block)):
-        _simulate_block(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias, fp,
-                        ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train, gram, g0,
-                        rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid, weight_fid,
-                        rmse, sens_fid, readback_fid, counts)
+        _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer_in,
+                             layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train,
+                             y_train, sw_train, gram, g0, rmse_den, sens, verify_ref, acc,
+                             acc_train, agree, write_fid, weight_fid, rmse, sens_fid,
+                             readback_fid, counts)
+
+
+@parallel_kernel
+def simulate_chunk_circuit(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out,
+                           bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train,
+                           sw_train, gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree,
+                           write_fid, weight_fid, rmse, sens_fid, readback_fid, counts):
+    n_sol = states.shape[0]
+    for job in prange(n_sol * ((n + block - 1) // block)):
+        _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, layer_in,
+                                layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval,
+                                X_train, y_train, sw_train, gram, g0, rmse_den, sens,
+                                verify_ref, acc, acc_train, agree, write_fid, weight_fid, rmse,
+                                sens_fid, readback_fid, counts)
+
+
+simulate_chunk_core.__doc__ = _CHUNK_DOC.format(" on the core path (``ip[I_CIRCUIT] == 0``)")
+simulate_chunk_circuit.__doc__ = _CHUNK_DOC.format(
+    " on the full-array circuit path (``ip[I_CIRCUIT] != 0``)")
+
+
+def simulate_chunk(*args):
+    """Dispatch to :func:`simulate_chunk_core` or :func:`simulate_chunk_circuit` by
+    ``ip[I_CIRCUIT]`` (arguments as theirs; ``ip`` is the 12th)."""
+    ip = args[11]
+    return (simulate_chunk_circuit if ip[I_CIRCUIT] != 0 else simulate_chunk_core)(*args)

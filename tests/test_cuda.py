@@ -157,18 +157,40 @@ def simulated(nist_dir, tmp_path_factory):
     return cases, cpu, result
 
 
+def _assert_same_instances(name, a, b):
+    """CPU block ``a`` and CUDA block ``b``: integers and accuracies identical, floats 1e-6."""
+    assert list(a) == list(b), name
+    for key in a:
+        assert a[key].shape == b[key].shape, (name, key)
+        assert a[key].dtype == b[key].dtype, (name, key)
+        if a[key].dtype.kind in "iu" or key in ("accuracy", "accuracy_train", "agreement"):
+            np.testing.assert_array_equal(b[key], a[key], err_msg=f"{name}: {key}")
+        else:
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-12,
+                                       err_msg=f"{name}: {key}")
+
+
 def test_cuda_simulator_matches_cpu(simulated):
     cases, cpu, (gpu, *_) = simulated
     for (name, _, _), a, b in zip(cases, cpu, gpu, strict=True):
-        assert list(a) == list(b), name
-        for key in a:
-            assert a[key].shape == b[key].shape, (name, key)
-            assert a[key].dtype == b[key].dtype, (name, key)
-            if a[key].dtype.kind in "iu" or key in ("accuracy", "accuracy_train", "agreement"):
-                np.testing.assert_array_equal(b[key], a[key], err_msg=f"{name}: {key}")
-            else:
-                np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-12,
-                                           err_msg=f"{name}: {key}")
+        _assert_same_instances(name, a, b)
+
+
+def _real_gpu() -> bool:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return False
+    from mcmtj.cuda import cuda_available
+
+    return cuda_available()
+
+
+@pytest.mark.skipif(not _real_gpu(), reason="needs an NVIDIA GPU (run on the device machine)")
+@pytest.mark.parametrize("n_instances", [None, 20_000])
+def test_real_gpu_matches_cpu(nist_dir, n_instances):
+    """The same cases on a real GPU, in this process; then with many instances each."""
+    for name, plan, (point, s0, s1, start, n) in _cases(nist_dir):
+        args = (point, s0, s1, start, n_instances or n)
+        _assert_same_instances(name, run_block(plan, *args), run_block_cuda(plan, *args))
 
 
 def test_cases_exercise_the_effects(simulated):

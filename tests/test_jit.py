@@ -6,7 +6,7 @@ from mcmtj import _engine_kernels, _jit
 
 
 def test_cache_stamp_covers_the_whole_package():
-    stamp = _engine_kernels.simulate_chunk._cache._cache_file._source_stamp
+    stamp = _engine_kernels.simulate_chunk_core._cache._cache_file._source_stamp
     assert stamp[1] == _jit.PACKAGE_STAMP == _jit._package_stamp()
 
 
