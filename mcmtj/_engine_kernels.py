@@ -809,6 +809,20 @@ def _block_geometry(job, n, block, layer_in, layer_out):
 
 
 @kernel
+def _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words):
+    """Scratch shared by both block kernels: (words, g, correct_dev, weff, raw0, act_a, act_b,
+    pred, stream, offs, diff, md)."""
+    return (np.empty((6, n_words), np.uint32),  # five lanes and a scratch row
+            np.zeros((n_layers, max_in, 2 * max_out)),
+            np.zeros((n_layers, max_in, 2 * max_out), np.bool_),
+            np.zeros((n_layers, max_in, max_out)),
+            np.empty((max_out, n_samp)), np.empty((width, n_samp)),
+            np.empty((width, n_samp)), np.empty(n_samp, np.int64), np.zeros(11, np.uint64),
+            np.zeros((n_layers, max_out)), np.empty((max_in, 2 * max_out)),
+            np.empty(2 * max_out))
+
+
+@kernel
 def _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_dev, g, layer_in,
                     layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid, weight_fid,
                     rmse, sens_fid, counts):
@@ -851,29 +865,35 @@ def _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_de
 
 
 @kernel
+def _split_accuracy(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms, X, y, sw,
+                    raw0, act_a, act_b, pred, acc, agree, with_agree):
+    """Accuracy (and agreement) of one instance on one data split for every gain, the read
+    being one linear map (effective weights ``weff``); the layer-0 sums serve all gains."""
+    hidden_sign = ip[I_HIDDEN_SIGN] != 0
+    out_tanh = ip[I_OUT_TANH] != 0
+    n = X.shape[1]
+    _layer0_sums(weff, layer_in[0], layer_out[0], X, raw0)
+    for gi in range(gnorms.shape[0]):
+        c_ok, c_ag = _forward_counts(
+            weff, layer_in, layer_out, bias[s], offs, X, y, sw[s, gi], gnorms[gi],
+            hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b, pred)
+        acc[s, local, gi] = c_ok / n
+        if with_agree:
+            agree[s, local, gi] = c_ag / n
+
+
+@kernel
 def _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms, X_eval,
                       y_eval, sw_eval, X_train, y_train, sw_train, raw0, act_a, act_b, pred, acc,
                       acc_train, agree):
-    """Accuracy and agreement of one instance for every gain, when the read is one linear
-    map (effective weights ``weff``); the layer-0 sums are shared by the gains."""
-    hidden_sign = ip[I_HIDDEN_SIGN] != 0
-    out_tanh = ip[I_OUT_TANH] != 0
-    n_eval = X_eval.shape[1]
-    _layer0_sums(weff, layer_in[0], layer_out[0], X_eval, raw0)
-    for gi in range(gnorms.shape[0]):
-        c_ok, c_ag = _forward_counts(
-            weff, layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
-            gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b, pred)
-        acc[s, local, gi] = c_ok / n_eval
-        agree[s, local, gi] = c_ag / n_eval
+    """:func:`_split_accuracy` on the evaluation split, and on the training split too when
+    ``network.eval_train`` is set."""
+    _split_accuracy(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms, X_eval,
+                    y_eval, sw_eval, raw0, act_a, act_b, pred, acc, agree, True)
     if ip[I_EVAL_TRAIN] != 0:
-        n_train = X_train.shape[1]
-        _layer0_sums(weff, layer_in[0], layer_out[0], X_train, raw0)
-        for gi in range(gnorms.shape[0]):
-            c_ok, c_ag = _forward_counts(
-                weff, layer_in, layer_out, bias[s], offs, X_train, y_train, sw_train[s, gi],
-                gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, raw0, act_a, act_b, pred)
-            acc_train[s, local, gi] = c_ok / n_train
+        _split_accuracy(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms,
+                        X_train, y_train, sw_train, raw0, act_a, act_b, pred, acc_train, agree,
+                        False)
 
 
 @kernel
@@ -890,24 +910,14 @@ def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer
     n_samp = max(X_eval.shape[1], X_train.shape[1])
     inv_dg = 1.0 / fp[F_DG_NOM]
     n_words = _round4(_WORDS_DEVICE * n_dev)
-    words = np.empty((6, n_words), np.uint32)  # five lanes and a scratch row
-    g = np.zeros((n_layers, max_in, 2 * max_out))
-    correct_dev = np.zeros((n_layers, max_in, 2 * max_out), np.bool_)
-    weff = np.zeros((n_layers, max_in, max_out))
-    raw0 = np.empty((layer_out[0], n_samp))
-    act_a = np.empty((width, n_samp))
-    act_b = np.empty((width, n_samp))
-    pred = np.empty(n_samp, np.int64)
-    stream = np.zeros(11, np.uint64)
-    offs = np.zeros((n_layers, max_out))
+    words, g, correct_dev, weff, raw0, act_a, act_b, pred, stream, offs, diff, md = (
+        _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words))
     devp = np.empty((3, n_dev))
     flat = (np.empty(n_dev, np.uint8), np.empty(n_dev, np.uint8), np.empty(n_dev),
             np.empty(n_dev), np.empty(n_dev, np.bool_), np.empty(n_dev, np.int64))
     zbuf = np.empty(_WORDS_DEVICE * n_dev)
     tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
     tbuf = np.empty(_WORDS_DEVICE * n_dev)
-    diff = np.empty((max_in, 2 * max_out))
-    md = np.empty(2 * max_out)
     for local in range(first, last):
         instance = start + local
         good_dev, good_w, nd, nw, cnt = _simulate_instance(
@@ -951,18 +961,8 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
     slow_read = ip[I_BIAS_TMR] != 0 or fp[F_NOISE] > 0.0
     work_size = max(_transfer_work_size(rows, cols), _nonlinear_work_size(rows, cols),
                     _verify_work_size(rows, cols))
-    words = np.empty((6, n_words), np.uint32)  # five lanes and a scratch row
-    g = np.zeros((n_layers, max_in, 2 * max_out))
-    correct_dev = np.zeros((n_layers, max_in, 2 * max_out), np.bool_)
-    weff = np.zeros((n_layers, max_in, max_out))
-    raw0 = np.empty((layer_out[0], n_samp))
-    act_a = np.empty((width, n_samp))
-    act_b = np.empty((width, n_samp))
-    pred = np.empty(n_samp, np.int64)
-    stream = np.zeros(11, np.uint64)
-    offs = np.zeros((n_layers, max_out))
-    diff = np.empty((max_in, 2 * max_out))
-    md = np.empty(2 * max_out)
+    words, g, correct_dev, weff, raw0, act_a, act_b, pred, stream, offs, diff, md = (
+        _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words))
     cells = (np.zeros((n_layers, rows, cols), np.uint8),
              np.zeros((n_layers, rows, cols), np.uint8),
              np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),

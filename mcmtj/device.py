@@ -98,9 +98,8 @@ def switching_probability(current, critical_current, delta, pulse_width, tau0, t
     floor = -np.expm1(-pulse_width / tau0)
     barrier = delta * np.maximum(1.0 - ratio, 0.0) ** beta
     thermal = -np.expm1(-(pulse_width / tau0) * np.exp(-barrier))
-    precessional = np.exp(
-        -(np.pi**2 * delta / 4.0) * np.exp(-2.0 * np.maximum(ratio - 1.0, 0.0) * pulse_width / tau_d)
-    )
+    decay = np.exp(-2.0 * np.maximum(ratio - 1.0, 0.0) * pulse_width / tau_d)
+    precessional = np.exp(-(np.pi**2 * delta / 4.0) * decay)
     return np.where(ratio < 1.0, thermal, np.maximum(floor, precessional))
 
 
@@ -112,7 +111,8 @@ def _switching_probability_jit(current, critical_current, delta, pulse_width, ta
         barrier = delta * (1.0 - ratio) ** beta
         return -math.expm1(-(pulse_width / tau0) * math.exp(-barrier))
     floor = -math.expm1(-pulse_width / tau0)
-    prec = math.exp(-(math.pi**2 * delta / 4.0) * math.exp(-2.0 * (ratio - 1.0) * pulse_width / tau_d))
+    decay = math.exp(-2.0 * (ratio - 1.0) * pulse_width / tau_d)
+    prec = math.exp(-(math.pi**2 * delta / 4.0) * decay)
     return max(floor, prec)
 
 
