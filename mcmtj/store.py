@@ -345,7 +345,9 @@ class ResultStore:
     def create(cls, path: str | os.PathLike, plan, attrs: dict, layout: Layout) -> ResultStore:
         """Create the store for a run: structure, coordinates, per-solution values, attrs.
 
-        Built under a temporary name next to ``path`` and renamed into place.
+        Built under a temporary name next to ``path`` and renamed into place, holding a
+        lock on the parent folder; temporary folders that killed creators of the same
+        store left behind are removed first.
 
         Parameters
         ----------
@@ -364,8 +366,6 @@ class ResultStore:
         FileExistsError
             ``path`` exists.
         """
-        import zarr
-
         path = Path(path)
         if not path.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {path.parent}")
@@ -373,6 +373,22 @@ class ResultStore:
             raise FileExistsError(f"{path} exists")
         ds = _template(plan, attrs)
         created = ds.attrs.pop("created", None) or _now()
+        with _creation_lock(path.parent):
+            if path.exists():
+                raise FileExistsError(f"{path} exists")
+            # under the lock, a temporary folder of this store is a dead creator's
+            for stale in path.parent.glob(f".{path.name}.tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            cls._build(path, ds, created, layout)
+        store = cls(path, layout, _read_manifest(path))
+        store._add_session(resumed=False, attrs=attrs)
+        return store
+
+    @staticmethod
+    def _build(path: Path, ds, created: str, layout: Layout) -> None:
+        """Write the store's structure under a temporary name and rename it to ``path``."""
+        import zarr
+
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             root = zarr.open_group(tmp, mode="w-", zarr_format=3)
@@ -403,9 +419,6 @@ class ResultStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        store = cls(path, layout, manifest)
-        store._add_session(resumed=False, attrs=attrs)
-        return store
 
     @classmethod
     def resume(cls, path: str | os.PathLike, plan, attrs: dict) -> ResultStore:
@@ -557,6 +570,27 @@ def _write_arrays(items) -> None:
                                for arr, region, values in items))
 
     sync(write_all())
+
+
+@contextlib.contextmanager
+def _creation_lock(folder: Path):
+    """Hold an exclusive ``flock`` on ``folder`` while a store is created in it.
+
+    Stores are created under a temporary name; a process killed meanwhile leaves that
+    folder behind. Creations in one folder are serialised by this lock (released by the
+    kernel when a process dies), so a creator holding it may delete the leftovers.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking, leftovers stay
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _lock(path: Path):

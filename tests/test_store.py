@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -215,6 +216,29 @@ def test_a_store_being_written_is_locked(tmp_path, tiny):
     finally:
         os.close(fd)
     assert not store_status(path).complete
+
+
+def test_creation_removes_a_dead_creators_leftovers_and_waits_for_a_live_one(tmp_path, tiny):
+    study, prep = tiny
+    path = tmp_path / "r.zarr"
+    stale = tmp_path / ".r.zarr.tmp-deadbeef"  # what a creator killed mid-creation leaves
+    (stale / "accuracy").mkdir(parents=True)
+    other = tmp_path / ".other.zarr.tmp-0badcafe"  # another store's: not ours to remove
+    other.mkdir()
+    fd = os.open(tmp_path, os.O_RDONLY)  # a live creator in the same folder
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(ds=mcmtj.simulate(
+        study, seed=4, instances=3, prepared=prep, store=path)))
+    thread.start()
+    thread.join(timeout=2)
+    try:
+        assert thread.is_alive() and not path.exists()  # waits for the lock
+    finally:
+        os.close(fd)
+    thread.join(timeout=120)
+    assert not thread.is_alive() and store_status(path).complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.zarr.tmp-0badcafe", "r.zarr"]
 
 
 def test_streamed_memory_is_bounded_by_the_block(tmp_path, tiny):
