@@ -4,8 +4,9 @@
 #   2. benchmarks/bench_cuda.py: the core job on the GPU and on all CPU cores, one run.
 # Run from the repository root:  OUT=/some/dir bash benchmarks/gpu_check.sh
 # Everything it prints is also written to $OUT (default ./gpu_check_out). It installs
-# nothing: the machine needs numba, numba-cuda, numpy, xarray, scipy, pytest and the NIST
-# data at ../shared/data/nist-wine (or $MCMTJ_NIST_WINE); a missing one is reported first.
+# nothing: the machine needs numba, numba-cuda, numpy, xarray, scipy, scikit-learn, pytest
+# and the NIST data at ../shared/data/nist-wine (or $MCMTJ_NIST_WINE); a missing one is
+# reported first.
 # Sized to fit a 10-minute slot on an H200 with a cold numba cache; set GPU_INSTANCES and
 # CPU_INSTANCES to change the benchmark's sizes.
 set -u
@@ -29,6 +30,10 @@ for name in ("numba", "numba.cuda", "numpy", "xarray", "scipy", "pytest", "sklea
         print(f"{name} {getattr(mod, '__version__', '')}")
     except Exception as err:  # report every missing piece at once
         missing.append(f"{name}: {err}")
+import os, pathlib
+nist = pathlib.Path(os.environ.get("MCMTJ_NIST_WINE", "../shared/data/nist-wine"))
+if not nist.is_dir():
+    missing.append(f"NIST data: no folder {nist} (set MCMTJ_NIST_WINE)")
 if missing:
     raise SystemExit("missing: " + "; ".join(missing))
 from numba import cuda

@@ -12,7 +12,8 @@ their own options, so caching, the error model and fast-math are set once.
 - The cache is stamped with a hash of the whole package: numba checks a cached
   kernel only against its own source file, but machine code is inlined across
   modules, so an edit of a helper elsewhere (a pull onto an editable install)
-  would otherwise run stale code without a word.
+  would otherwise run stale code without a word. The price: any edit of any module
+  recompiles every kernel on its next use (a minute or more).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ prange = numba.prange
 def _package_stamp() -> str:
     """SHA-256 of the contents of every module of the package."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -153,6 +153,8 @@ def fill_lane(k0, k1, lane, solution, instance, out, scratch):
     (four blocks per AVX2 multiply); storing interleaved kept them scalar (1.6x slower).
     """
     nb = out.size // 4
+    if scratch.size < 4 * nb:
+        raise ValueError("fill_lane: scratch is shorter than out")
     c1 = np.uint64(instance) & _MASK32
     c2 = np.uint64(instance) >> _S32
     c3 = np.uint64(solution)

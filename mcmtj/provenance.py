@@ -137,10 +137,14 @@ def provenance_attrs(prepared) -> dict[str, str]:
     Returns
     -------
     dict
-        ``version_<name>`` for :func:`dependency_versions`, ``git_revision`` and
-        ``input_sha256``; all strings.
+        ``version_<name>`` for :func:`dependency_versions`, ``git_revision``,
+        ``code_sha256`` (of mcmtj's own sources: a development version is not pinned by
+        its version number) and ``input_sha256``; all strings.
     """
+    from ._jit import PACKAGE_STAMP
+
     attrs = {f"version_{k}": v for k, v in dependency_versions().items()}
     attrs["git_revision"] = git_revision()
+    attrs["code_sha256"] = PACKAGE_STAMP
     attrs["input_sha256"] = input_hash(prepared)
     return attrs

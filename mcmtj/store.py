@@ -29,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import glob
 import json
 import math
 import os
 import queue
 import shutil
 import threading
+import time
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -307,7 +309,8 @@ def _differences(stored: dict, now: dict) -> list[str]:
             fb = "absent" if vb is missing else repr(vb)
             out.append(f"{key} = {fa} in the store, {fb} now")
     for attr, what in (("input_sha256", "inputs (solutions or data; sha256)"),
-                       ("version_mcmtj", "mcmtj version")):
+                       ("version_mcmtj", "mcmtj version"),
+                       ("code_sha256", "mcmtj code (sha256 of its sources)")):
         if stored.get(attr) != now.get(attr):
             out.append(f"{what} {str(stored.get(attr))[:12]} in the store, "
                        f"{str(now.get(attr))[:12]} now")
@@ -373,12 +376,12 @@ class ResultStore:
             raise FileExistsError(f"{path} exists")
         ds = _template(plan, attrs)
         created = ds.attrs.pop("created", None) or _now()
-        with _creation_lock(path.parent):
+        with _creation_lock(path.parent) as locked:
             if path.exists():
                 raise FileExistsError(f"{path} exists")
-            # under the lock, a temporary folder of this store is a dead creator's
-            for stale in path.parent.glob(f".{path.name}.tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            if locked:  # every creator takes the lock: a temporary folder is a dead one's
+                for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
             cls._build(path, ds, created, layout)
         store = cls(path, layout, _read_manifest(path))
         store._add_session(resumed=False, attrs=attrs)
@@ -573,22 +576,43 @@ def _write_arrays(items) -> None:
 
 
 @contextlib.contextmanager
-def _creation_lock(folder: Path):
-    """Hold an exclusive ``flock`` on ``folder`` while a store is created in it.
+def _creation_lock(folder: Path, timeout: float = 60.0):
+    """Hold an exclusive ``flock`` on ``folder`` while a store is created in it; yields
+    whether the lock is held.
 
     Stores are created under a temporary name; a process killed meanwhile leaves that
     folder behind. Creations in one folder are serialised by this lock (released by the
-    kernel when a process dies), so a creator holding it may delete the leftovers.
+    kernel when a process dies), so a creator holding it may delete the leftovers. Where
+    a folder cannot be locked (NFS emulates ``flock`` with byte-range locks, which a
+    directory does not take; no read permission; not POSIX) or another creator holds it
+    past ``timeout`` seconds, creation goes ahead unlocked and leaves leftovers alone.
     """
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locking, leftovers stay
-        yield
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    locked = False
+                    break
+                time.sleep(0.05)
+            except OSError:  # e.g. ENOLCK, EBADF on NFS
+                locked = False
+                break
+        yield locked
     finally:
         os.close(fd)  # releases the lock
 

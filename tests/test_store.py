@@ -95,7 +95,7 @@ def test_zarr_and_netcdf_stores_equal_the_in_memory_run(tmp_path, tiny, referenc
     nc = mcmtj.simulate(study, seed=4, prepared=prep, store=tmp_path / "r.nc", chunk_size=7)
     xr.testing.assert_identical(_no_created(mcmtj.open_results(tmp_path / "r.nc")), z)
     assert "created" in nc.attrs
-    for key in ("study", "seed", "git_revision", "input_sha256", "version_mcmtj",
+    for key in ("study", "seed", "git_revision", "input_sha256", "code_sha256", "version_mcmtj",
                 "version_numba", "version_numpy", "version_zarr", "version_python"):
         assert isinstance(z.attrs[key], str) and z.attrs[key], key
     assert z.attrs["input_sha256"] == input_hash(prep)
@@ -161,9 +161,11 @@ def test_crashed_run_resumes_to_the_uninterrupted_dataset(tmp_path, tiny, refere
         ({"overrides": {"write.error_rate": 0.1}}, "write.error_rate = 0.05 in the store"),
         ({"instances": 30}, "run.instances"),
         ({"swap_solutions": True}, "inputs (solutions or data; sha256)"),
+        ({"code": "edited"}, "mcmtj code (sha256 of its sources)"),
     ],
 )
-def test_resume_of_another_run_is_refused_and_the_store_kept(tmp_path, tiny, change, words):
+def test_resume_of_another_run_is_refused_and_the_store_kept(tmp_path, tiny, change, words,
+                                                             monkeypatch):
     study, prep = tiny
     path = tmp_path / "r.zarr"
     with pytest.raises(Crash):
@@ -174,6 +176,8 @@ def test_resume_of_another_run_is_refused_and_the_store_kept(tmp_path, tiny, cha
     other_prep = prep
     if change.get("swap_solutions"):
         other_prep = mcmtj.prepare(study, solutions=prep.solutions.subset([1, 0]))
+    if "code" in change:  # the stamp provenance_attrs records for the package's sources
+        monkeypatch.setattr(mcmtj._jit, "PACKAGE_STAMP", change["code"])
     with pytest.raises(ValueError) as err:
         mcmtj.simulate(other, seed=change.get("seed", 4), instances=change.get("instances"),
                        prepared=other_prep, store=path, resume=True)
@@ -234,11 +238,33 @@ def test_creation_removes_a_dead_creators_leftovers_and_waits_for_a_live_one(tmp
     thread.join(timeout=2)
     try:
         assert thread.is_alive() and not path.exists()  # waits for the lock
+        assert stale.exists()
     finally:
         os.close(fd)
     thread.join(timeout=120)
     assert not thread.is_alive() and store_status(path).complete
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.zarr.tmp-0badcafe", "r.zarr"]
+
+
+def test_creation_lock_falls_back_to_unlocked(tmp_path, monkeypatch):
+    from mcmtj import store
+
+    fd = os.open(tmp_path, os.O_RDONLY)  # held by someone else: times out, unlocked
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with store._creation_lock(tmp_path, timeout=0.2) as locked:
+            assert not locked
+    finally:
+        os.close(fd)
+    with store._creation_lock(tmp_path) as locked:
+        assert locked
+
+    def no_lock(fd, op):  # what NFS answers for a directory
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_lock)
+    with store._creation_lock(tmp_path) as locked:
+        assert not locked
 
 
 def test_streamed_memory_is_bounded_by_the_block(tmp_path, tiny):
