@@ -633,22 +633,18 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "|---|---|---|---|---|---|---|---|",
     ]
     tables = {name: accuracy_table(ds) for name, ds in sets.items()}
-    for name, table in tables.items():
-        dim = _size_dim(sets[name])
-        for value in table[dim].values:
-            row = table.sel({dim: value})
-            cells = [
-                _pct(float(row[k]))
-                for k in (
-                    "software",
-                    "before",
-                    "tuned_solution",
-                    "tuned_instance",
-                    "mean_before",
-                    "mean_tuned_instance",
-                )
-            ]
-            lines.append(f"| {SETS[name]} | {_nm(value)} | " + " | ".join(cells) + " |")
+
+    def size_rows(columns):
+        """One row per set and device size: the columns of ``tables``, in %."""
+        for name, table in tables.items():
+            dim = _size_dim(sets[name])
+            for value in table[dim].values:
+                row = table.sel({dim: value})
+                cells = " | ".join(_pct(float(row[k])) for k in columns)
+                yield f"| {SETS[name]} | {_nm(value)} | {cells} |"
+
+    lines += size_rows(("software", "before", "tuned_solution", "tuned_instance",
+                        "mean_before", "mean_tuned_instance"))
     lines += [
         "",
         f"## Solutions reaching the paper's {100 * PAPER_ACCURACY:.1f} %",
@@ -662,22 +658,8 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "best solution tuned per instance |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, table in tables.items():
-        dim = _size_dim(sets[name])
-        for value in table[dim].values:
-            row = table.sel({dim: value})
-            cells = [
-                _pct(float(row[k]))
-                for k in (
-                    "reach_software",
-                    "reach_before",
-                    "reach_tuned_solution",
-                    "reach_tuned_instance",
-                    "best_before",
-                    "best_tuned_instance",
-                )
-            ]
-            lines.append(f"| {SETS[name]} | {_nm(value)} | " + " | ".join(cells) + " |")
+    lines += size_rows(("reach_software", "reach_before", "reach_tuned_solution",
+                        "reach_tuned_instance", "best_before", "best_tuned_instance"))
     lines += [
         "",
         "## Yield",
