@@ -378,8 +378,20 @@ def accuracy_vs_size(data, ax=None, per="instance"):
         Open markers before tuning, filled after; one marker shape per solution set.
     """
     ax = _axes(ax)
+    dim = _size_series(ax, data, per, _median_iqr)
+    ax.set_xlabel("device diameter (nm)" if dim == "diameter" else dim)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(frameon=False, fontsize="x-small", loc="lower right")
+    return ax
+
+
+def _size_series(ax, data, per, stat):
+    """Draw, per data set, a Gnorm-1 and a tuned series against device size; return the
+    size dimension. ``stat(da, pooled_dims) -> (value, low, high)`` (fractions) gives each
+    point and its error bar; the series are shifted sideways so that sets do not overlap."""
     sets = _as_mapping(data)
     n = len(sets)
+    dim = None
     for i, (label, ds) in enumerate(sets.items()):
         marker, ls, grey = _style(i)
         dim, before, after = _per_size(ds, per)
@@ -387,24 +399,12 @@ def accuracy_vs_size(data, ax=None, per="instance"):
         width = np.min(np.diff(x)) if x.size > 1 else 1.0
         for da, filled, shift, lstyle in ((before, False, -0.12, ":"), (after, True, 0.12, ls)):
             pooled = [d for d in da.dims if d != dim]
-            med, q1, q3 = (v * 100 for v in _median_iqr(da, pooled))
+            v, lo, hi = (np.asarray(a) * 100 for a in stat(da, pooled))
             xs = x + width * (shift + 0.06 * (i - (n - 1) / 2))
-            ax.errorbar(
-                xs,
-                med,
-                yerr=[med - q1, q3 - med],
-                marker=marker,
-                ls=lstyle,
-                color=grey,
-                mfc=grey if filled else "white",
-                mec=grey,
-                capsize=2,
-                label=f"{label}, {'tuned' if filled else 'Gnorm 1'}",
-            )
-    ax.set_xlabel("device diameter (nm)" if dim == "diameter" else dim)
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(frameon=False, fontsize="x-small", loc="lower right")
-    return ax
+            ax.errorbar(xs, v, yerr=[v - lo, hi - v], marker=marker, ls=lstyle, color=grey,
+                        mfc=grey if filled else "white", mec=grey, capsize=2,
+                        label=f"{label}, {'tuned' if filled else 'Gnorm 1'}")
+    return dim
 
 
 def yield_vs_size(data, ax=None, target=0.9, per="instance", confidence=0.95):
@@ -430,30 +430,12 @@ def yield_vs_size(data, ax=None, target=0.9, per="instance", confidence=0.95):
     from .analysis import yield_fraction
 
     ax = _axes(ax)
-    sets = _as_mapping(data)
-    n = len(sets)
-    for i, (label, ds) in enumerate(sets.items()):
-        marker, ls, grey = _style(i)
-        dim, before, after = _per_size(ds, per)
-        x = ds[dim].values * (1e9 if dim == "diameter" else 1.0)
-        width = np.min(np.diff(x)) if x.size > 1 else 1.0
-        for da, filled, shift, lstyle in ((before, False, -0.12, ":"), (after, True, 0.12, ls)):
-            pooled = [d for d in da.dims if d != dim]
-            y = yield_fraction(da, target, dims=pooled, confidence=confidence)
-            v, lo, hi = (y[k].values * 100 for k in ("yield", "yield_low", "yield_high"))
-            xs = x + width * (shift + 0.06 * (i - (n - 1) / 2))
-            ax.errorbar(
-                xs,
-                v,
-                yerr=[v - lo, hi - v],
-                marker=marker,
-                ls=lstyle,
-                color=grey,
-                mfc=grey if filled else "white",
-                mec=grey,
-                capsize=2,
-                label=f"{label}, {'tuned' if filled else 'Gnorm 1'}",
-            )
+
+    def wilson(da, pooled):
+        y = yield_fraction(da, target, dims=pooled, confidence=confidence)
+        return tuple(y[k].values for k in ("yield", "yield_low", "yield_high"))
+
+    dim = _size_series(ax, data, per, wilson)
     ax.set_xlabel("device diameter (nm)" if dim == "diameter" else dim)
     ax.set_ylabel(f"yield: instances with accuracy >= {target * 100:g} % (%)")
     ax.set_ylim(-2, 102)
