@@ -40,6 +40,18 @@ SCHEME_HALF = 1
 
 # ----------------------------------------------------------------------------- work sizes
 @kernel
+def _take(work, o, size):
+    """The ``size`` elements of a work buffer from offset ``o``: (view, next offset)."""
+    return work[o : o + size], o + size
+
+
+@kernel
+def _take2(work, o, rows, cols):
+    """The next ``rows * cols`` elements as a C-contiguous matrix: (view, next offset)."""
+    return work[o : o + rows * cols].reshape((rows, cols)), o + rows * cols
+
+
+@kernel
 def _padded(n):
     """Block width rounded up to a multiple of 4: length-4k inner loops vectorise without a
     scalar remainder, which makes the 16-wide blocks of a 15 x 15 array ~25 % faster."""
@@ -407,30 +419,18 @@ def _transfer_matrix_kernel(G, r_row, r_col, work, out):
     steps = max(m, n)
     nb = _padded(block)
     o = 0
-    S = work[o : o + block * block].reshape((block, block))
-    o += block * block
-    A = work[o : o + (nb + steps) * nb].reshape((nb + steps, nb))
-    o += (nb + steps) * nb
-    d = work[o : o + nb]
-    o += nb
-    e = work[o : o + block]
-    o += block
-    y = work[o : o + block]
-    o += block
-    z = work[o : o + block]
-    o += block
-    w = work[o : o + block]
-    o += block
-    h = work[o : o + steps]
-    o += steps
-    Gc = work[o : o + m * n].reshape((steps, block))
-    o += m * n
-    GT = work[o : o + m * n].reshape((block, steps))
-    o += m * n
-    EV = work[o : o + m * n].reshape((block, steps))
-    o += m * n
-    RU = work[o : o + m * n].reshape((block, steps))
-    o += m * n
+    S, o = _take2(work, o, block, block)
+    A, o = _take2(work, o, nb + steps, nb)
+    d, o = _take(work, o, nb)
+    e, o = _take(work, o, block)
+    y, o = _take(work, o, block)
+    z, o = _take(work, o, block)
+    w, o = _take(work, o, block)
+    h, o = _take(work, o, steps)
+    Gc, o = _take2(work, o, steps, block)
+    GT, o = _take2(work, o, block, steps)
+    EV, o = _take2(work, o, block, steps)
+    RU, o = _take2(work, o, block, steps)
     Tc = work[o : o + m * n].reshape((block, steps))
     for p in range(steps):
         for q in range(block):
@@ -469,18 +469,12 @@ def _solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, work, a, b):
     o = 0
     Pall = work[o : o + m * n * n].reshape((m, n, n))
     o += m * n * n
-    Yall = work[o : o + m * n].reshape((m, n))
-    o += m * n
-    S = work[o : o + n * n].reshape((n, n))
-    o += n * n
-    d = work[o : o + n]
-    o += n
-    e = work[o : o + n]
-    o += n
-    y = work[o : o + n]
-    o += n
-    z = work[o : o + n]
-    o += n
+    Yall, o = _take2(work, o, m, n)
+    S, o = _take2(work, o, n, n)
+    d, o = _take(work, o, n)
+    e, o = _take(work, o, n)
+    y, o = _take(work, o, n)
+    z, o = _take(work, o, n)
     w = work[o : o + n]
 
     # One pass over the rows: Norton equivalent of row k, then either (ideal columns) add it
@@ -615,16 +609,11 @@ def _nonlinear_read_kernel(g_parallel, tmr0, state, v_h, V, r_row, r_col, tol, m
     m, n = state.shape
     o = _solve_work_size(m, n)
     solve_work = work[0:o]
-    Gc = work[o : o + m * n].reshape((m, n))
-    o += m * n
-    a = work[o : o + m * n].reshape((m, n))
-    o += m * n
-    b = work[o : o + m * n].reshape((m, n))
-    o += m * n
-    row_on = work[o : o + m]
-    o += m
-    col_on = work[o : o + n]
-    o += n
+    Gc, o = _take2(work, o, m, n)
+    a, o = _take2(work, o, m, n)
+    b, o = _take2(work, o, m, n)
+    row_on, o = _take(work, o, m)
+    col_on, o = _take(work, o, n)
     col_src = work[o : o + n]
 
     if r_row == 0.0 and r_col == 0.0:
@@ -702,18 +691,12 @@ def _verify_read_kernel(G, i, j, v_read, scheme, r_row, r_col, work):
         return current
     o = _solve_work_size(m, n)
     solve_work = work[0:o]
-    a = work[o : o + m * n].reshape((m, n))
-    o += m * n
-    b = work[o : o + m * n].reshape((m, n))
-    o += m * n
-    row_on = work[o : o + m]
-    o += m
-    row_src = work[o : o + m]
-    o += m
-    col_on = work[o : o + n]
-    o += n
-    col_src = work[o : o + n]
-    o += n
+    a, o = _take2(work, o, m, n)
+    b, o = _take2(work, o, m, n)
+    row_on, o = _take(work, o, m)
+    row_src, o = _take(work, o, m)
+    col_on, o = _take(work, o, n)
+    col_src, o = _take(work, o, n)
     # Breadth-first search over lines (rows 0..m-1, columns m..m+n-1) for floating lines.
     queue = work[o : o + m + n]
 
