@@ -24,6 +24,14 @@ def core_job(**overrides) -> mcmtj.Study:
     })
 
 
+def warm_up(study: mcmtj.Study, prep, threads: int | None) -> None:
+    """Run 64 instances once, so that compiling (or loading the cache) is not timed, and
+    print how long that took."""
+    t0 = time.perf_counter()
+    mcmtj.simulate(study, seed=0, instances=64, prepared=prep, threads=threads)
+    print(f"first call (compile or cache load): {time.perf_counter() - t0:.1f} s")
+
+
 def median_time(func, repeats: int = 3) -> float:
     """Median wall time of ``func()`` over ``repeats`` calls, s."""
     times = []

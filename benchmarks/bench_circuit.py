@@ -8,9 +8,8 @@ Last line: ``transfer_speedup=<x> instances_per_s=<y>`` (medians, measured in th
 from __future__ import annotations
 
 import argparse
-import time
 
-from _common import core_job, median_time
+from _common import core_job, median_time, warm_up
 from bench_transfer import measure_speedup
 
 import mcmtj
@@ -27,9 +26,7 @@ def main():
     study = core_job(**{"read.r_row": 2.0, "read.r_col": 2.0, "write.scheme": "v2",
                         "write.disturb_rate": 1e-3, "write.verify": True})
     prep = mcmtj.prepare(study)
-    t0 = time.perf_counter()
-    mcmtj.simulate(study, seed=0, instances=64, prepared=prep, threads=args.threads)
-    print(f"first call (compile or cache load): {time.perf_counter() - t0:.1f} s")
+    warm_up(study, prep, args.threads)
     n = args.instances
     t = median_time(lambda: mcmtj.simulate(study, seed=0, instances=n, prepared=prep,
                                            threads=args.threads), args.repeats)

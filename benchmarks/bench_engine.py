@@ -7,10 +7,9 @@ Last line: ``instances_per_s=<x> numpy_ratio=<y>`` (medians, measured side by si
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from _common import core_job, median_time
+from _common import core_job, median_time, warm_up
 
 import mcmtj
 from mcmtj._reference import reference_instances
@@ -27,9 +26,7 @@ def main():
 
     study = core_job()
     prep = mcmtj.prepare(study)
-    t0 = time.perf_counter()
-    mcmtj.simulate(study, seed=0, instances=64, prepared=prep, threads=args.threads)
-    print(f"first call (compile or cache load): {time.perf_counter() - t0:.1f} s")
+    warm_up(study, prep, args.threads)
 
     n = args.instances
     t_kernel = median_time(lambda: mcmtj.simulate(study, seed=0, instances=n, prepared=prep,

@@ -32,6 +32,7 @@ Kernels a caller may use from njit code, with their work sizes:
 from __future__ import annotations
 
 from ._jit import kernel
+from .device import _tmr_at_bias_jit
 
 # Verify-read schemes understood by ``_verify_read_kernel``.
 SCHEME_FLOATING = 0
@@ -595,8 +596,7 @@ def _solve_nodes(G, r_row, r_col, row_on, row_src, col_on, col_src, work, a, b):
 @kernel
 def _ap_conductance(g_parallel, tmr0, v, v_h):
     """Antiparallel conductance at device voltage v: g_P / (1 + TMR0 / (1 + (v / V_h)^2))."""
-    x = v / v_h
-    return g_parallel / (1.0 + tmr0 / (1.0 + x * x))
+    return g_parallel / (1.0 + _tmr_at_bias_jit(tmr0, v, v_h))
 
 
 @kernel

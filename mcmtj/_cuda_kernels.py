@@ -27,7 +27,13 @@ from numba import cuda, float64, uint64
 
 from . import _engine_kernels as K
 from . import _rng
-from .array import WRITE_PHYSICS, _final_conductance, _is_healthy, _stuck_state
+from .array import (
+    WRITE_PHYSICS,
+    _drive_current,
+    _final_conductance,
+    _is_healthy,
+    _stuck_state,
+)
 from .device import (
     DEFECT_OPEN,
     DEFECT_SHORT,
@@ -38,6 +44,7 @@ from .device import (
     STATE_P,
     _classify_defect_jit,
     _switching_probability_jit,
+    _tmr_at_bias,
 )
 
 __all__ = ["THREADS_PER_BLOCK", "N_COUNTS", "kernel_for", "kernel_signature", "local_sizes"]
@@ -57,8 +64,6 @@ _BASE_INSTANCE = np.uint64(_rng.LANE_INSTANCE) << _LANE_SHIFT
 _W_TAIL_LOW = np.uint64(_rng._W_TAIL_LOW)
 _W_TAIL_HIGH = np.uint64(_rng._W_TAIL_HIGH)
 _P_LOW = _rng._P_LOW
-_C0, _C1, _C2, _C3, _C4, _C5 = _rng._C
-_D0, _D1, _D2, _D3 = _rng._D
 _ONE = np.uint64(1)
 
 (F_D0, F_SD, F_RA0, F_SRA, F_TMR0, F_STMR, F_VH, F_DSAT, F_DC, F_SDELTA, F_JC, F_JCASYM,
@@ -79,11 +84,14 @@ _device = cuda.jit(device=True)
 philox4x32 = _device(_rng._philox4x32)
 u32_to_uniform = _device(_rng.u32_to_uniform)
 _ppf_central = _device(_rng._ppf_central.py_func)
+_tail_rational = _device(_rng._tail_rational)
 switching_probability = _device(_switching_probability_jit.py_func)
 classify_defect = _device(_classify_defect_jit.py_func)
 stuck_state = _device(_stuck_state.py_func)
 final_conductance = _device(_final_conductance.py_func)
 is_healthy = _device(_is_healthy.py_func)
+tmr_at_bias = _device(_tmr_at_bias)
+drive_current = _device(_drive_current)
 
 
 # --- twins of CPU functions that use _fastmath or call other njit functions -------
@@ -91,10 +99,7 @@ is_healthy = _device(_is_healthy.py_func)
 def ppf_tail(u):
     """Tail branch of Acklam's normal quantile (twin of ``_rng._ppf_tail``, libm log)."""
     lower = u < 0.5
-    q = math.sqrt(-2.0 * math.log(u if lower else 1.0 - u))
-    tail = (((((_C0 * q + _C1) * q + _C2) * q + _C3) * q + _C4) * q + _C5) / (
-        (((_D0 * q + _D1) * q + _D2) * q + _D3) * q + 1.0
-    )
+    tail = _tail_rational(math.sqrt(-2.0 * math.log(u if lower else 1.0 - u)))
     return tail if lower else -tail
 
 
@@ -124,6 +129,18 @@ def parallel_conductance(z_diameter, z_ra, diameter, diameter_sigma, resistance_
     d = MIN_DIAMETER if d < MIN_DIAMETER else d
     ra = resistance_area * math.exp(resistance_area_sigma * z_ra)
     return (math.pi / 4.0) * d * d / ra, d
+
+
+@_device
+def fill_blocks(out, base, first, n_blocks, c1, c2, c3, k0, k1):
+    """Words of Philox blocks ``first .. first + n_blocks - 1`` of the lane ``base``, four
+    per block, into ``out`` (a thread's slice of the lane, as ``_rng.fill_lane`` lays it)."""
+    for b in range(n_blocks):
+        w0, w1, w2, w3 = philox4x32(base | (first + uint64(b)), c1, c2, c3, k0, k1)
+        out[4 * b] = w0
+        out[4 * b + 1] = w1
+        out[4 * b + 2] = w2
+        out[4 * b + 3] = w3
 
 
 @_device
@@ -189,12 +206,7 @@ def sample_rate(mean, dispersion, st):
 def pulse_switch_probability_physics(state, g_parallel, tmr_write, ic_ap_to_p, ic_p_to_ap, delta,
                                      voltage, pulse_width, tau0, tau_d, beta):
     """Physics branch of ``array._pulse_switch_probability``."""
-    if state == STATE_AP:
-        current = voltage * g_parallel / (1.0 + tmr_write)
-        ic = ic_ap_to_p
-    else:
-        current = voltage * g_parallel
-        ic = ic_p_to_ap
+    current, ic = drive_current(state, voltage, g_parallel, tmr_write, ic_ap_to_p, ic_p_to_ap)
     return switching_probability(current, ic, delta, pulse_width, tau0, tau_d, beta)
 
 
@@ -338,7 +350,6 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
         g_short = 1.0 / fp[F_RSHORT]
         vh = fp[F_VH]
         vw = fp[F_VW]
-        tmr_scale_write = 1.0 / (1.0 + (vw / vh) * (vw / vh))
         inv_dg = 1.0 / fp[F_DG_NOM]
         sens_on = ip[I_SENSITIVITY] != 0
 
@@ -371,36 +382,16 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
                     if q == 0:
                         grp = uint64(k >> 2)
                         if variation:
-                            for b in range(3):
-                                blk = uint64(3) * grp + uint64(b)
-                                w0, w1, w2, w3 = philox4x32(_BASE_DEVICE | blk, c1, c2, c3, k0, k1)
-                                w_dev[4 * b] = w0
-                                w_dev[4 * b + 1] = w1
-                                w_dev[4 * b + 2] = w2
-                                w_dev[4 * b + 3] = w3
+                            fill_blocks(w_dev, _BASE_DEVICE, uint64(3) * grp, 3, c1, c2, c3,
+                                        k0, k1)
                         if switching_spread:
-                            for b in range(2):
-                                blk = uint64(2) * grp + uint64(b)
-                                w0, w1, w2, w3 = philox4x32(_BASE_SWITCHING | blk, c1, c2, c3,
-                                                            k0, k1)
-                                w_sw[4 * b] = w0
-                                w_sw[4 * b + 1] = w1
-                                w_sw[4 * b + 2] = w2
-                                w_sw[4 * b + 3] = w3
+                            fill_blocks(w_sw, _BASE_SWITCHING, uint64(2) * grp, 2, c1, c2, c3,
+                                        k0, k1)
                         if any_defect:
-                            w0, w1, w2, w3 = philox4x32(_BASE_DEFECT | grp, c1, c2, c3, k0, k1)
-                            w_def[0] = w0
-                            w_def[1] = w1
-                            w_def[2] = w2
-                            w_def[3] = w3
+                            fill_blocks(w_def, _BASE_DEFECT, grp, 1, c1, c2, c3, k0, k1)
                         if use_write_words:
-                            for b in range(2):
-                                blk = uint64(2) * grp + uint64(b)
-                                w0, w1, w2, w3 = philox4x32(_BASE_WRITE | blk, c1, c2, c3, k0, k1)
-                                w_wr[4 * b] = w0
-                                w_wr[4 * b + 1] = w1
-                                w_wr[4 * b + 2] = w2
-                                w_wr[4 * b + 3] = w3
+                            fill_blocks(w_wr, _BASE_WRITE, uint64(2) * grp, 2, c1, c2, c3,
+                                        k0, k1)
 
                     if variation:
                         g_p, diam = parallel_conductance(
@@ -443,7 +434,7 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
                                     u32_to_uniform(w_sw[2 * q + 1])), 1e-6)
                             ic = jc * area
                             p_switch = pulse_switch_probability_physics(
-                                state, g_p, tmr * tmr_scale_write, ic, ic * fp[F_JCASYM], delta,
+                                state, g_p, tmr_at_bias(tmr, vw, vh), ic, ic * fp[F_JCASYM], delta,
                                 vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
                         elif mode != 0:
                             p_switch = 1.0 - fp[F_ERROR_RATE]

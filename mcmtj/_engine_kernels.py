@@ -67,6 +67,7 @@ from .device import (
     _classify_defect_jit,
     _sample_parallel_conductance_jit,
     _sample_rate_jit,
+    _tmr_at_bias_jit,
 )
 
 # fp indices
@@ -324,7 +325,6 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
     init_random = ip[I_INIT_RANDOM] != 0
     if physics:
         vw = fp[F_VW]
-        tmr_scale_write = 1.0 / (1.0 + (vw / fp[F_VH]) * (vw / fp[F_VH]))
         m = 0
         for k in range(n_dev):
             d = dflat[k]
@@ -341,7 +341,8 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
                 z_jc = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
             delta, ic, ic_rev = _switching_params(devp[1, k], z_delta, z_jc, fp, spread)
             pflat[k] = _pulse_switch_probability(
-                mode, 0.0, 1 - tflat[k], devp[0, k], devp[2, k] * tmr_scale_write, ic, ic_rev,
+                mode, 0.0, 1 - tflat[k], devp[0, k], _tmr_at_bias_jit(devp[2, k], vw, fp[F_VH]),
+                ic, ic_rev,
                 delta, vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
     else:
         pflat[:n_dev] = 1.0 - fp[F_ERROR_RATE] if mode != 0 else 1.0
@@ -396,8 +397,8 @@ def _cell_conductance(state, defect, g_parallel, tmr, g_short):
 @kernel
 def _pulse_probability(fp, mode, state, g_p, tmr, ic, ic_rev, delta, voltage):
     """Full-select switching probability at ``voltage`` (TMR at that bias)."""
-    x = voltage / fp[F_VH]
-    return _pulse_switch_probability(mode, fp[F_ERROR_RATE], state, g_p, tmr / (1.0 + x * x),
+    return _pulse_switch_probability(mode, fp[F_ERROR_RATE], state, g_p,
+                                     _tmr_at_bias_jit(tmr, voltage, fp[F_VH]),
                                      ic, ic_rev, delta, voltage, fp[F_TW], fp[F_TAU0],
                                      fp[F_TAUD], fp[F_BETA])
 

@@ -30,6 +30,7 @@ from .device import (
     sample_parallel_conductance,
     switching_probability,
     thermal_stability,
+    tmr_at_bias,
 )
 from .solutions import forward
 
@@ -131,7 +132,7 @@ def reference_instances(study, states, biases, activations, X, y, sw_pred, gnorm
             delta = delta * np.maximum(1.0 + dev.delta_sigma * zs[..., 0], 0.0)
             jc = jc * np.maximum(1.0 + dev.jc_sigma * zs[..., 1], 1e-6)
         ic = jc * area
-        tmr_w = tmr / (1.0 + (wr.voltage / dev.tmr_bias_voltage) ** 2)
+        tmr_w = tmr_at_bias(tmr, wr.voltage, dev.tmr_bias_voltage)
         ap = state == 0
         current = np.where(ap, wr.voltage * g_p / (1.0 + tmr_w), wr.voltage * g_p)
         ic_dir = np.where(ap, ic, ic * dev.jc_asymmetry)

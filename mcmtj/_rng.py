@@ -276,13 +276,21 @@ def _ppf_central(u):
     )
 
 
-@kernel
-def _ppf_tail_lower(v):
-    """The lower tail's quantile of ``v`` < P_LOW (negative); the upper is -it(1 - u)."""
-    q = math.sqrt(-2.0 * _log(v))
+def _tail_rational(q):
+    """Acklam's lower-tail rational function of q = sqrt(-2 log u) (plain arithmetic: one
+    source for the kernels, the NumPy reference and the CUDA twin)."""
     return (((((_C0 * q + _C1) * q + _C2) * q + _C3) * q + _C4) * q + _C5) / (
         (((_D0 * q + _D1) * q + _D2) * q + _D3) * q + 1.0
     )
+
+
+_tail_rational_jit = kernel(_tail_rational)
+
+
+@kernel
+def _ppf_tail_lower(v):
+    """The lower tail's quantile of ``v`` < P_LOW (negative); the upper is -it(1 - u)."""
+    return _tail_rational_jit(math.sqrt(-2.0 * _log(v)))
 
 
 @kernel
@@ -338,16 +346,9 @@ def normal_ppf_np(u):
     hi = u > 1.0 - _P_LOW
     mid = ~(lo | hi)
     for mask, tail in ((lo, u), (hi, 1.0 - u)):
-        q = np.sqrt(-2.0 * np.log(tail[mask]))
-        val = (((((_C0 * q + _C1) * q + _C2) * q + _C3) * q + _C4) * q + _C5) / (
-            (((_D0 * q + _D1) * q + _D2) * q + _D3) * q + 1.0
-        )
+        val = _tail_rational(np.sqrt(-2.0 * np.log(tail[mask])))
         out[mask] = val if mask is lo else -val
-    q = u[mid] - 0.5
-    r = q * q
-    out[mid] = (((((_A0 * r + _A1) * r + _A2) * r + _A3) * r + _A4) * r + _A5) * q / (
-        ((((_B0 * r + _B1) * r + _B2) * r + _B3) * r + _B4) * r + 1.0
-    )
+    out[mid] = _ppf_central.py_func(u[mid])
     return out
 
 

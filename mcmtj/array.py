@@ -55,6 +55,7 @@ from .device import (
     STATE_AP,
     STATE_P,
     _switching_probability_jit,
+    _tmr_at_bias_jit,
 )
 
 __all__ = ["check_fit", "ideal_read", "WRITE_IDEAL", "WRITE_FIXED", "WRITE_PHYSICS"]
@@ -99,6 +100,18 @@ def ideal_read(conductance, voltages):
     return np.einsum("...rc,...rs->...cs", conductance, voltages)
 
 
+def _drive_current(state, voltage, g_parallel, tmr, ic_ap_to_p, ic_p_to_ap):
+    """Current through a device at ``voltage`` pushing it out of ``state``, and the critical
+    current it must beat: an AP device carries its AP current (``tmr`` at that bias).
+    Plain arithmetic, so the CUDA kernel compiles this very source."""
+    if state == STATE_AP:
+        return voltage * g_parallel / (1.0 + tmr), ic_ap_to_p
+    return voltage * g_parallel, ic_p_to_ap
+
+
+_drive_current_jit = kernel(_drive_current)
+
+
 @kernel
 def _pulse_switch_probability(mode, error_rate, state, g_parallel, tmr_write, ic_ap_to_p,
                               ic_p_to_ap, delta, voltage, pulse_width, tau0, tau_d, beta):
@@ -111,12 +124,8 @@ def _pulse_switch_probability(mode, error_rate, state, g_parallel, tmr_write, ic
         return 1.0
     if mode == WRITE_FIXED:
         return 1.0 - error_rate
-    if state == STATE_AP:
-        current = voltage * g_parallel / (1.0 + tmr_write)
-        ic = ic_ap_to_p
-    else:
-        current = voltage * g_parallel
-        ic = ic_p_to_ap
+    current, ic = _drive_current_jit(state, voltage, g_parallel, tmr_write, ic_ap_to_p,
+                                     ic_p_to_ap)
     return _switching_probability_jit(current, ic, delta, pulse_width, tau0, tau_d, beta)
 
 
@@ -191,13 +200,8 @@ def _disturb_probability(mode, disturb_rate, state, g_parallel, tmr0, v_half, v_
         return 0.0
     if mode == WRITE_FIXED:
         return disturb_rate
-    x = v_half / v_h
-    if state == STATE_AP:
-        current = v_half * g_parallel / (1.0 + tmr0 / (1.0 + x * x))
-        ic = ic_ap_to_p
-    else:
-        current = v_half * g_parallel
-        ic = ic_p_to_ap
+    current, ic = _drive_current_jit(state, v_half, g_parallel,
+                                     _tmr_at_bias_jit(tmr0, v_half, v_h), ic_ap_to_p, ic_p_to_ap)
     return _switching_probability_jit(current, ic, delta, pulse_width, tau0, tau_d, beta)
 
 

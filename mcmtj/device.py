@@ -61,10 +61,18 @@ def thermal_stability(diameter, delta_sat, critical_diameter):
     return delta_sat * np.minimum(1.0, ratio * ratio)
 
 
+def _tmr_at_bias(tmr0, voltage, bias_voltage):
+    # plain arithmetic: one source for NumPy, the njit twin and the CUDA kernel
+    x = voltage / bias_voltage
+    return tmr0 / (1.0 + x * x)
+
+
 def tmr_at_bias(tmr0, voltage, bias_voltage):
     """Bias-dependent TMR(V) = TMR0 / (1 + (V / V_h)^2)."""
-    x = np.asarray(voltage) / bias_voltage
-    return tmr0 / (1.0 + x * x)
+    return _tmr_at_bias(tmr0, np.asarray(voltage), bias_voltage)
+
+
+_tmr_at_bias_jit = kernel(_tmr_at_bias)
 
 
 def switching_probability(current, critical_current, delta, pulse_width, tau0, tau_d, beta):
