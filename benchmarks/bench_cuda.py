@@ -21,7 +21,7 @@ import numba
 from _common import core_job
 
 import mcmtj
-from mcmtj.engine import make_plan, run_block
+from mcmtj.run.block import make_plan, run_block
 
 
 def _rate(run, total, block):
@@ -52,7 +52,7 @@ def main():
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0") and not args.smoke:
         print("NUMBA_ENABLE_CUDASIM is set: the CUDA simulator is not a benchmark; skipped")
         return
-    from mcmtj.cuda import cuda_available, run_block_cuda
+    from mcmtj.run.cuda import cuda_available, run_block_cuda
 
     if not cuda_available():
         print("no CUDA GPU here (or numba-cuda missing): CUDA benchmark skipped")

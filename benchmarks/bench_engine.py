@@ -12,8 +12,8 @@ import numpy as np
 from _common import core_job, median_time, warm_up
 
 import mcmtj
-from mcmtj._reference import reference_instances
-from mcmtj.solutions import predict
+from mcmtj.kernels._reference import reference_instances
+from mcmtj.networks.solutions import predict
 
 
 def main():

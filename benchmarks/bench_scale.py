@@ -82,7 +82,7 @@ def child(mode: str, n: int, chunk: int, workers: int, folder: Path) -> dict:
     from _common import core_job
 
     import mcmtj
-    from mcmtj.executors import DaskExecutor
+    from mcmtj.run.executors import DaskExecutor
 
     study = core_job()
     prep = mcmtj.prepare(study)

@@ -22,12 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from mcmtj._circuit_kernels import (
+from mcmtj.physics._circuit_kernels import (
     _transfer_matrix_batch,
     _transfer_matrix_kernel,
     _transfer_work_size,
 )
-from mcmtj.circuit import transfer_matrix
+from mcmtj.physics.circuit import transfer_matrix
 
 
 def scipy_transfer(G, r_row, r_col, permc_spec="COLAMD"):

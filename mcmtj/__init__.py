@@ -8,13 +8,18 @@ Typical use::
     mcmtj.save(ds, "quickstart.nc")
 """
 
-__version__ = "0.1.0"
-
-from .circuit import transfer_matrix  # noqa: E402
-from .config import ConfigError, Study, load_study  # noqa: E402
-from .engine import prepare, simulate  # noqa: E402
-from .results import open_results, save  # noqa: E402
-from .solutions import SolutionSet, load_nist_solutions, load_solutions, save_solutions  # noqa: E402
+from mcmtj._version import __version__  # noqa: E402
+from mcmtj.config import ConfigError, Study, load_study  # noqa: E402
+from mcmtj.networks.solutions import (  # noqa: E402
+    SolutionSet,
+    load_nist_solutions,
+    load_solutions,
+    save_solutions,
+)
+from mcmtj.physics.circuit import transfer_matrix  # noqa: E402
+from mcmtj.run.block import prepare  # noqa: E402
+from mcmtj.run.engine import simulate  # noqa: E402
+from mcmtj.run.results import open_results, save  # noqa: E402
 
 __all__ = [
     "__version__",

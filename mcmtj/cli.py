@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mcmtj.papers import PAPERS, paper_module
+
 __all__ = ["main"]
 
 
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
     paper = sub.add_parser("paper", help="regenerate a paper's figures and report "
                            "(simulates what is missing)")
-    paper.add_argument("paper", choices=["goodwill2022"], help="figure set")
+    paper.add_argument("paper", choices=sorted(PAPERS), help="figure set")
     paper.add_argument("--quick", action="store_true",
                        help="reduced studies for CI (default out: figures/PAPER/quick)")
     paper.add_argument("--out", type=Path, help="folder for figures and REPORT.md "
@@ -63,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from .config import load_study, parse_override
-    from .engine import simulate
+    from mcmtj.config import load_study, parse_override
+    from mcmtj.run.engine import simulate
 
     overrides = dict(parse_override(text) for text in args.overrides)
     for key, value in (("run.instances", args.instances), ("run.seed", args.seed),
@@ -87,7 +89,7 @@ def _run(args) -> int:
         raise ValueError("--scheduler and --workers need --backend dask")
     executor = None
     if backend == "cuda":
-        from .cuda import CudaExecutor, cuda_available
+        from mcmtj.run.cuda import CudaExecutor, cuda_available
 
         if not cuda_available():
             raise ValueError("--backend cuda needs an NVIDIA GPU and numba-cuda "
@@ -96,7 +98,7 @@ def _run(args) -> int:
     if backend == "dask":
         import importlib.util
 
-        from .executors import DaskExecutor
+        from mcmtj.run.executors import DaskExecutor
 
         if importlib.util.find_spec("distributed") is None:
             raise ValueError("--backend dask needs dask.distributed: pip install 'mcmtj[dask]'")
@@ -112,7 +114,7 @@ def _run(args) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
-        from .plotting import accuracy_vs_write_fidelity
+        from mcmtj.analysis.plotting import accuracy_vs_write_fidelity
 
         ax = accuracy_vs_write_fidelity(ds)
         ax.set_title(args.study.stem)
@@ -125,8 +127,8 @@ def _run(args) -> int:
 def summary_table(ds, target: float = 0.9) -> str:
     """Per sweep point (and gain): median and 5th-percentile accuracy, yield at ``target``
     with its 95 % Wilson interval, mean write fidelity."""
-    from . import schema
-    from .analysis import yield_fraction
+    from mcmtj.analysis.metrics import yield_fraction
+    from mcmtj.run import schema
 
     acc = ds[schema.ACCURACY]
     wf = ds[schema.WRITE_FIDELITY]
@@ -157,8 +159,8 @@ def summary_table(ds, target: float = 0.9) -> str:
 
 
 def _info(args) -> int:
-    from .results import open_results
-    from .store import store_status
+    from mcmtj.run.results import open_results
+    from mcmtj.run.store import store_status
 
     path = args.results
     status = store_status(path) if path.is_dir() else None
@@ -197,17 +199,15 @@ def _info(args) -> int:
 
 
 def _paper(args) -> int:
-    from .paper import main as paper_main
-
-    paper_main(args.paper, quick=args.quick, out=args.out, results=args.results,
-               threads=args.threads)
+    paper_module(args.paper).main(args.paper, quick=args.quick, out=args.out,
+                                  results=args.results, threads=args.threads)
     return 0
 
 
 def main(argv=None) -> int:
     """Entry point of the ``mcmtj`` command."""
     args = _parser().parse_args(argv)
-    from .config import ConfigError
+    from mcmtj.config import ConfigError
 
     try:
         if args.command == "run":

@@ -9,7 +9,6 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcmtj import _analysis_np as core
 from mcmtj.analysis import (
     DEFAULT_METRICS,
     accuracy_stats,
@@ -20,7 +19,8 @@ from mcmtj.analysis import (
     wilson_interval,
     yield_fraction,
 )
-from mcmtj.schema import (
+from mcmtj.analysis import _np as core
+from mcmtj.run.schema import (
     ACCURACY,
     ACCURACY_TRAIN,
     AGREEMENT,

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
-from mcmtj.circuit import (
+from mcmtj.physics.circuit import (
     node_voltages,
     read_currents_nonlinear,
     transfer_matrix,

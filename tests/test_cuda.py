@@ -3,7 +3,7 @@
 The CPU blocks are computed here, in the test process (its compiled kernel is shared with
 the other engine tests); the same plans are pickled to a child process started with
 ``NUMBA_ENABLE_CUDASIM=1`` (the simulator must be chosen before numba is imported), which
-runs :func:`mcmtj.cuda.run_block_cuda` on them. Integer results must be identical,
+runs :func:`mcmtj.run.cuda.run_block_cuda` on them. Integer results must be identical,
 accuracy and agreement too (they are counts over samples), other floating results
 within 1e-6 relative. Problems are tiny: the simulator interprets every thread in Python.
 """
@@ -21,8 +21,8 @@ import pytest
 
 import mcmtj
 from mcmtj.config import ConfigError
-from mcmtj.cuda import run_block_cuda, unsupported_features
-from mcmtj.engine import make_plan, run_block
+from mcmtj.run.block import make_plan, run_block
+from mcmtj.run.cuda import run_block_cuda, unsupported_features
 
 SIMULATOR_SCRIPT = textwrap.dedent("""
     import pickle, sys
@@ -31,7 +31,7 @@ SIMULATOR_SCRIPT = textwrap.dedent("""
     except ImportError:
         sys.exit(3)
     import numpy as np
-    from mcmtj.cuda import run_block_cuda
+    from mcmtj.run.cuda import run_block_cuda
     from mcmtj import _cuda_kernels as CK, _rng
 
     with open(sys.argv[1], "rb") as f:
@@ -179,7 +179,7 @@ def test_cuda_simulator_matches_cpu(simulated):
 def _real_gpu() -> bool:
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         return False
-    from mcmtj.cuda import cuda_available
+    from mcmtj.run.cuda import cuda_available
 
     return cuda_available()
 
@@ -288,7 +288,7 @@ def test_cli_backend_cuda_without_gpu_is_one_line_error(tmp_path):
     import subprocess
     import sys
 
-    from mcmtj.cuda import cuda_available
+    from mcmtj.run.cuda import cuda_available
 
     if cuda_available():
         pytest.skip("a GPU or the simulator is available here")

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import mcmtj
-from mcmtj.executors import DaskExecutor
-from mcmtj.store import store_status
+from mcmtj.run.executors import DaskExecutor
+from mcmtj.run.store import store_status
 
 distributed = pytest.importorskip("distributed")
 

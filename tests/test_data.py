@@ -1,4 +1,4 @@
-"""Tests of mcmtj.data: Wine loaders, NIST split files, DataSplit validation."""
+"""Tests of mcmtj.networks.data: Wine loaders, NIST split files, DataSplit validation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.datasets import load_wine as sklearn_wine
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from mcmtj.data import DataSplit, load_nist_wine, load_wine
+from mcmtj.networks.data import DataSplit, load_nist_wine, load_wine
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mcmtj import Study, _rng
-from mcmtj import device as dv
+from mcmtj.physics import device as dv
 
 IC = 1e-4
 

@@ -8,10 +8,10 @@ import pytest
 import xarray as xr
 
 import mcmtj
-from mcmtj import schema
-from mcmtj._reference import reference_instances
-from mcmtj._rng import instance_key
-from mcmtj.solutions import forward, predict
+from mcmtj.kernels._reference import reference_instances
+from mcmtj.networks.solutions import forward, predict
+from mcmtj.numerics._rng import instance_key
+from mcmtj.run import schema
 
 COUNTS = [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
           schema.N_DISTURBS, schema.N_PULSES]

@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from mcmtj import _fastmath as fm
+from mcmtj.numerics import _fastmath as fm
 
 
 @numba.njit(error_model="numpy")

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from mcmtj import _engine_kernels, _jit
+from mcmtj.kernels import _engine_kernels
+from mcmtj.numerics import _jit
 
 
 def test_cache_stamp_covers_the_whole_package():

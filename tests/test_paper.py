@@ -10,9 +10,9 @@ import pytest
 import xarray as xr
 
 import mcmtj
-from mcmtj import paper
 from mcmtj.analysis import accuracy_stats, metric_correlations, tune, yield_fraction
-from mcmtj.schema import (
+from mcmtj.papers import goodwill2022 as paper
+from mcmtj.run.schema import (
     ACCURACY,
     ACCURACY_TRAIN,
     GNORM,

@@ -6,8 +6,9 @@ import numpy as np
 from scipy import stats
 
 import mcmtj
-from mcmtj import _rng, schema
-from mcmtj.array import sample_thinned
+from mcmtj.numerics import _rng
+from mcmtj.physics.array import sample_thinned
+from mcmtj.run import schema
 
 SHARED = [schema.ACCURACY, schema.AGREEMENT, schema.WRITE_FIDELITY, schema.WEIGHT_FIDELITY,
           schema.CURRENT_RMSE, schema.N_STUCK, schema.N_SHORT, schema.N_OPEN,

@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 
 from mcmtj import plotting  # noqa: E402
 from mcmtj.analysis import metric_correlations, tune  # noqa: E402
-from mcmtj.schema import (  # noqa: E402
+from mcmtj.run.schema import (  # noqa: E402
     ACCURACY,
     ACCURACY_TRAIN,
     AGREEMENT,
@@ -77,15 +77,15 @@ def devices():
 def no_simulation(monkeypatch):
     """Plotting must never simulate: the engine raises if anything calls it."""
     import mcmtj
-    import mcmtj.engine
+    import mcmtj.run.block
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a plotting function called the simulator")
 
-    for module in (mcmtj, mcmtj.engine):
+    for module in (mcmtj, mcmtj.run.block):
         monkeypatch.setattr(module, "simulate", forbidden)
         monkeypatch.setattr(module, "prepare", forbidden)
-    monkeypatch.setattr(mcmtj.engine, "run_block", forbidden)
+    monkeypatch.setattr(mcmtj.run.block, "run_block", forbidden)
     yield
     plt.close("all")
 

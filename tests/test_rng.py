@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mcmtj import _rng
+from mcmtj.numerics import _rng
 
 
 def test_philox_known_answer():

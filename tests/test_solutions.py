@@ -1,4 +1,4 @@
-"""Tests of mcmtj.solutions: SolutionSet, reference inference, loaders and storage."""
+"""Tests of mcmtj.networks.solutions: SolutionSet, reference inference, loaders and storage."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcmtj.data import load_nist_wine
-from mcmtj.solutions import (
+from mcmtj.networks.data import load_nist_wine
+from mcmtj.networks.solutions import (
     SolutionSet,
     forward,
     load_nist_solutions,

@@ -18,8 +18,8 @@ import xarray as xr
 
 import mcmtj
 from mcmtj.cli import main
-from mcmtj.provenance import git_revision, input_hash
-from mcmtj.store import store_status
+from mcmtj.run.provenance import git_revision, input_hash
+from mcmtj.run.store import store_status
 
 zarr = pytest.importorskip("zarr")
 
@@ -177,7 +177,7 @@ def test_resume_of_another_run_is_refused_and_the_store_kept(tmp_path, tiny, cha
     if change.get("swap_solutions"):
         other_prep = mcmtj.prepare(study, solutions=prep.solutions.subset([1, 0]))
     if "code" in change:  # the stamp provenance_attrs records for the package's sources
-        monkeypatch.setattr(mcmtj._jit, "PACKAGE_STAMP", change["code"])
+        monkeypatch.setattr(mcmtj.numerics._jit, "PACKAGE_STAMP", change["code"])
     with pytest.raises(ValueError) as err:
         mcmtj.simulate(other, seed=change.get("seed", 4), instances=change.get("instances"),
                        prepared=other_prep, store=path, resume=True)

@@ -1,4 +1,4 @@
-"""Tests of mcmtj.trainer.BinaryMLP."""
+"""Tests of mcmtj.networks.trainer.BinaryMLP."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from mcmtj.data import load_wine
-from mcmtj.solutions import software_accuracy
-from mcmtj.trainer import BinaryMLP
+from mcmtj.networks.data import load_wine
+from mcmtj.networks.solutions import software_accuracy
+from mcmtj.networks.trainer import BinaryMLP
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Peer benchmark: one Monte Carlo job in mcmtj, in batched NumPy and (optionally) IBM aihwkit.
 
-Peers: ``numpy`` is :func:`mcmtj._reference.reference_instances`, the batched NumPy
+Peers: ``numpy`` is :func:`mcmtj.kernels._reference.reference_instances`, the batched NumPy
 pipeline that computes every per-instance result mcmtj does (the test oracle of the
 fused kernel); ``numpy_lean`` is the short accuracy-only version a NumPy user would write;
 ``aihwkit`` programs IBM aihwkit inference tiles once per instance through a custom
@@ -36,11 +36,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import mcmtj  # noqa: E402
-from mcmtj._reference import reference_instances  # noqa: E402
-from mcmtj.data import load_wine  # noqa: E402
-from mcmtj.engine import Prepared  # noqa: E402
-from mcmtj.solutions import predict  # noqa: E402
-from mcmtj.trainer import BinaryMLP  # noqa: E402
+from mcmtj.kernels._reference import reference_instances  # noqa: E402
+from mcmtj.networks.data import load_wine  # noqa: E402
+from mcmtj.networks.solutions import predict  # noqa: E402
+from mcmtj.networks.trainer import BinaryMLP  # noqa: E402
+from mcmtj.run.block import Prepared  # noqa: E402
 
 R_P = 5e3  # ohm
 TMR = 1.0

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mcmtj.data import load_nist_wine
-from mcmtj.solutions import (
+from mcmtj.networks.data import load_nist_wine
+from mcmtj.networks.solutions import (
     SolutionSet,
     load_nist_solutions,
     load_solutions,

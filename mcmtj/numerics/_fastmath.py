@@ -18,7 +18,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._jit import kernel
+from mcmtj.numerics._jit import kernel
 
 __all__ = ["tanh", "exp", "log", "u32_to_float"]
 

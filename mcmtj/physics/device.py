@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from ._fastmath import exp as _exp
-from ._jit import kernel
-from ._rng import normal_ppf, stream_u32, u32_to_uniform_jit
+from mcmtj.numerics._fastmath import exp as _exp
+from mcmtj.numerics._jit import kernel
+from mcmtj.numerics._rng import normal_ppf, stream_u32, u32_to_uniform_jit
 
 __all__ = [
     "STATE_AP",

@@ -3,12 +3,12 @@
 One call simulates instances ``[start, start + n)`` of every solution at one sweep
 point. Work is split into blocks of consecutive instances of one solution; each
 block allocates its scratch once and every instance draws its random numbers
-from its own counter-based streams (``mcmtj._rng``), so results do not depend on
+from its own counter-based streams (``mcmtj.numerics._rng``), so results do not depend on
 the number of threads, the block size or the chunking.
 
 Parameters arrive packed in ``fp`` (float64) and ``ip`` (int64) vectors indexed by
 the constants below: numba kernels take arrays and scalars only, and ~30 scalars
-in a signature help nobody. ``mcmtj.engine`` builds the vectors from a Study.
+in a signature help nobody. ``mcmtj.run.block`` builds the vectors from a Study.
 """
 
 from __future__ import annotations
@@ -17,18 +17,9 @@ import math
 
 import numpy as np
 
-from ._circuit_kernels import (
-    SCHEME_FLOATING,
-    _nonlinear_read_kernel,
-    _nonlinear_work_size,
-    _transfer_matrix_kernel,
-    _transfer_work_size,
-    _verify_read_kernel,
-    _verify_work_size,
-)
-from ._fastmath import tanh
-from ._jit import kernel, parallel_kernel, prange
-from ._rng import (
+from mcmtj.numerics._fastmath import tanh
+from mcmtj.numerics._jit import kernel, parallel_kernel, prange
+from mcmtj.numerics._rng import (
     LANE_DEFECT,
     LANE_DEVICE,
     LANE_DISTURB,
@@ -47,7 +38,16 @@ from ._rng import (
     u32_to_uniform_jit,
     u32_word_to_uniform,
 )
-from .array import (
+from mcmtj.physics._circuit_kernels import (
+    SCHEME_FLOATING,
+    _nonlinear_read_kernel,
+    _nonlinear_work_size,
+    _transfer_matrix_kernel,
+    _transfer_work_size,
+    _verify_read_kernel,
+    _verify_work_size,
+)
+from mcmtj.physics.array import (
     WRITE_PHYSICS,
     _disturb_probability,
     _final_conductance,
@@ -57,7 +57,7 @@ from .array import (
     _sense_half,
     _stuck_state,
 )
-from .device import (
+from mcmtj.physics.device import (
     DEFECT_OPEN,
     DEFECT_SHORT,
     DEFECT_STUCK_AP,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import _read_text_matrix
+from mcmtj.networks.data import _read_text_matrix
 
 __all__ = [
     "SolutionSet",

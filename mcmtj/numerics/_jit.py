@@ -33,7 +33,7 @@ prange = numba.prange
 def _package_stamp() -> str:
     """SHA-256 of the contents of every module of the package."""
     digest = hashlib.sha256()
-    root = Path(__file__).parent
+    root = Path(__file__).parents[1]  # the mcmtj package, all layers
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

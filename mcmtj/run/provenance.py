@@ -1,7 +1,7 @@
 """Provenance of a run: what produced a result store, so it can be trusted and repeated.
 
 Every Dataset that :func:`mcmtj.simulate` returns (and so every netCDF file and zarr
-store) carries, next to the study TOML and the seed that :func:`mcmtj.results.build_dataset`
+store) carries, next to the study TOML and the seed that :func:`mcmtj.run.dataset.build_dataset`
 records:
 
 - ``version_<package>``: mcmtj, Python and the dependencies that can change numbers or
@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mcmtj._version import __version__
+from mcmtj.numerics._jit import PACKAGE_STAMP
+
 __all__ = ["dependency_versions", "git_revision", "input_hash", "provenance_attrs"]
 
 #: distributions whose versions are recorded (absent ones are recorded as "absent")
@@ -43,8 +46,6 @@ def dependency_versions() -> dict[str, str]:
         Name -> version string; ``"absent"`` for an optional dependency that is not
         installed.
     """
-    from . import __version__
-
     out = {"mcmtj": __version__, "python": platform.python_version()}
     for name in _DISTRIBUTIONS:
         try:
@@ -104,7 +105,7 @@ def input_hash(prepared) -> str:
 
     Parameters
     ----------
-    prepared : mcmtj.engine.Prepared
+    prepared : mcmtj.run.block.Prepared
         The solution set and data split the run uses.
 
     Returns
@@ -132,7 +133,7 @@ def provenance_attrs(prepared) -> dict[str, str]:
 
     Parameters
     ----------
-    prepared : mcmtj.engine.Prepared
+    prepared : mcmtj.run.block.Prepared
 
     Returns
     -------
@@ -141,8 +142,6 @@ def provenance_attrs(prepared) -> dict[str, str]:
         ``code_sha256`` (of mcmtj's own sources: a development version is not pinned by
         its version number) and ``input_sha256``; all strings.
     """
-    from ._jit import PACKAGE_STAMP
-
     attrs = {f"version_{k}": v for k, v in dependency_versions().items()}
     attrs["git_revision"] = git_revision()
     attrs["code_sha256"] = PACKAGE_STAMP

@@ -11,7 +11,7 @@ The work is split in three steps that only meet through files:
 1. :func:`ensure_results` simulates each study of ``studies/goodwill2022`` whose
    stored result (``<results>/<name>.nc``) is missing or was made from a different
    study, and samples the device resistances shown in the R_P/R_AP figure
-   (:func:`device_samples`, NumPy functions of :mod:`mcmtj.device`);
+   (:func:`device_samples`, NumPy functions of :mod:`mcmtj.physics.device`);
 2. :func:`metric_ranking_results` ranks the fidelity metrics (Spearman with
    bootstrap intervals) from the stored results and stores the ranking;
 3. :func:`write_report` and :func:`draw_figures` read the stored files only.
@@ -29,9 +29,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import schema
-from .analysis import accuracy_stats, metric_correlations, tune, yield_fraction
-from .config import Study, load_study
+from mcmtj.analysis.metrics import accuracy_stats, metric_correlations, tune, yield_fraction
+from mcmtj.config import Study, load_study
+from mcmtj.physics.device import MIN_DIAMETER, sample_parallel_conductance, tmr_at_bias
+from mcmtj.run import schema
+from mcmtj.run.engine import simulate
+from mcmtj.run.results import open_results, save
 
 __all__ = [
     "PAPERS",
@@ -188,7 +191,7 @@ def device_samples(
     """Sample device resistances R_P and R_AP at every sweep point of a study.
 
     Figure data preparation with the NumPy reference functions of
-    :mod:`mcmtj.device` and the design's variability model: diameter
+    :mod:`mcmtj.physics.device` and the design's variability model: diameter
     ``d ~ Normal(d0, sigma_d)``, ``RA ~ LogNormal(RA0, sigma_RA)``, ``R_P = RA / A(d)``,
     ``TMR ~ Normal(TMR0, sigma_TMR)`` (clipped at 0), ``R_AP = R_P (1 + TMR(V))``.
 
@@ -208,8 +211,6 @@ def device_samples(
     xarray.Dataset
         ``r_parallel`` and ``r_antiparallel`` (ohm), dims (sweep dims..., ``device``).
     """
-    from .device import MIN_DIAMETER, sample_parallel_conductance, tmr_at_bias
-
     seed = study.run.seed if seed is None else seed
     dims = study.sweep_dims()
     rp = np.empty((int(np.prod(study.sweep_shape, dtype=int)), n_devices))
@@ -303,9 +304,6 @@ def ensure_results(
     dict
         Set name (and ``"devices"``) -> path of the stored file.
     """
-    from .engine import simulate
-    from .results import save
-
     log = log or _log_default
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -356,8 +354,6 @@ def open_stored(results_dir: str | Path) -> dict[str, xr.Dataset]:
     FileNotFoundError
         A set's results or the device samples are missing.
     """
-    from .results import open_results
-
     results_dir = Path(results_dir)
     out = {name: open_results(results_dir / f"{name}.nc") for name in SETS}
     out[_DEVICES] = open_results(results_dir / f"{_DEVICES}.nc")
@@ -534,8 +530,6 @@ def _ranking_stamp(datasets: Mapping[str, xr.Dataset], n_boot: int) -> str:
 def _ensure_ranking(
     results_dir: Path, datasets: Mapping[str, xr.Dataset], n_boot: int, log: Callable[[str], None]
 ) -> xr.Dataset:
-    from .results import open_results, save
-
     path = results_dir / f"{_RANKING}.nc"
     stamp = _ranking_stamp(datasets, n_boot)
     attrs = _stored_attrs(path)
@@ -788,7 +782,7 @@ def draw_figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import plotting as P
+    from mcmtj.analysis import plotting as P
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ dims named in ``dims`` -- by default ``("solution", "instance")``, i.e. every
 instance of every weight solution at one sweep point. All other dims (sweep dims,
 the read-out gain ``gnorm`` when present) are kept, so one call gives the statistic
 per sweep point and per gain. The computations are the NumPy cores of
-:mod:`mcmtj._analysis_np`, wrapped with ``xr.apply_ufunc`` (dask arrays work;
+:mod:`mcmtj.analysis._np`, wrapped with ``xr.apply_ufunc`` (dask arrays work;
 a pooled dim split into chunks is rechunked).
 
 - :func:`accuracy_stats`: mean, median, std, quantiles.
@@ -26,9 +26,9 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from . import _analysis_np as _core
-from ._analysis_np import device_sensitivity, sensitivity_weighted_fidelity, wilson_interval
-from .schema import (
+from mcmtj.analysis import _np as _core
+from mcmtj.analysis._np import device_sensitivity, sensitivity_weighted_fidelity, wilson_interval
+from mcmtj.run.schema import (
     ACCURACY,
     ACCURACY_TRAIN,
     AGREEMENT,

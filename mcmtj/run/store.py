@@ -1,6 +1,6 @@
 """Streamed, resumable result stores: a run written block by block into a zarr store.
 
-A store is the result Dataset of :func:`mcmtj.results.build_dataset` laid out in zarr
+A store is the result Dataset of :func:`mcmtj.run.dataset.build_dataset` laid out in zarr
 (format 3), plus a ``_mcmtj`` group that xarray does not read:
 
 - its attrs hold the *manifest*: the store format, the block layout (:class:`Layout`),
@@ -46,8 +46,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import schema
-from .executors import Task
+from mcmtj.run import schema
+from mcmtj.run.block import count_names
+from mcmtj.run.dataset import build_dataset
+from mcmtj.run.executors import Task
 
 __all__ = ["Layout", "ResultStore", "StoreStatus", "store_status", "open_store", "is_zarr_path"]
 
@@ -262,9 +264,6 @@ def open_store(path: str | os.PathLike, *, incomplete_ok: bool = False) -> xr.Da
 
 def _template(plan, attrs: dict) -> xr.Dataset:
     """The result Dataset's structure with zero-strided (memory-free) per-instance data."""
-    from .engine import count_names
-    from .results import build_dataset
-
     n_points, S, N = len(plan.points), plan.n_solutions, plan.n_instances
     counts = set(count_names())
     arrays = {
@@ -356,7 +355,7 @@ class ResultStore:
         ----------
         path : str or path-like
             The ``.zarr`` folder to create; must not exist.
-        plan : mcmtj.engine.Plan
+        plan : mcmtj.run.block.Plan
         attrs : dict
             Extra Dataset attrs (provenance). A ``created`` attr goes to the manifest,
             not the Dataset, so that a resumed store equals an uninterrupted one.
@@ -430,10 +429,10 @@ class ResultStore:
         Parameters
         ----------
         path : str or path-like
-        plan : mcmtj.engine.Plan
+        plan : mcmtj.run.block.Plan
             The run about to be resumed.
         attrs : dict
-            Its provenance attrs (:func:`mcmtj.provenance.provenance_attrs`).
+            Its provenance attrs (:func:`mcmtj.run.provenance.provenance_attrs`).
 
         Raises
         ------
@@ -485,7 +484,7 @@ class ResultStore:
         ----------
         task : Task
         block : dict
-            :func:`mcmtj.engine.run_block` of the task.
+            :func:`mcmtj.run.block.run_block` of the task.
         """
         sweep_idx = (np.unravel_index(task.point, self.layout.sweep_shape)
                      if self.layout.sweep_shape else ())

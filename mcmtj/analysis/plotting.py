@@ -1,7 +1,7 @@
 """Figure functions ``f(ds, ax=None) -> Axes``. They read results, never simulate.
 
 Every function draws on the given Axes (a new figure when ``ax`` is None) and
-returns it, so a paper figure is a grid of calls (see :mod:`mcmtj.paper`). All
+returns it, so a paper figure is a grid of calls (see :mod:`mcmtj.papers.goodwill2022`). All
 figures are readable in greyscale: series differ by marker, line style and hatch,
 not by hue alone. Accuracy and write fidelity are discrete (multiples of
 1/n_samples and 1/n_devices), so histograms put one bin on each possible value.
@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import schema
+from mcmtj.analysis.metrics import tune, yield_fraction
+from mcmtj.run import schema
 
 __all__ = [
     "accuracy_vs_write_fidelity",
@@ -97,8 +98,6 @@ def _at_gnorm(da, gnorm=None):
 
 
 def _tuned_accuracy(ds, per="instance"):
-    from .analysis import tune
-
     return tune(ds, per=per)[schema.ACCURACY]
 
 
@@ -185,7 +184,7 @@ def resistance_histograms(devices, ax=None, bins=80):
     ----------
     devices : xarray.Dataset
         ``r_parallel`` and ``r_antiparallel`` (ohm) with dims (size dim, ``device``),
-        e.g. from :func:`mcmtj.paper.device_samples`; the size dim is ``diameter``
+        e.g. from :func:`mcmtj.papers.goodwill2022.device_samples`; the size dim is ``diameter``
         (m) when present, else the first dim.
     ax : matplotlib Axes, optional
     bins : int, default 80
@@ -427,8 +426,6 @@ def yield_vs_size(data, ax=None, target=0.9, per="instance", confidence=0.95):
     matplotlib Axes
         Open markers: Gnorm = 1; filled: tuned on the training split.
     """
-    from .analysis import yield_fraction
-
     ax = _axes(ax)
 
     def wilson(da, pooled):

@@ -21,9 +21,9 @@ import math
 
 import numpy as np
 
-from ._fastmath import log as _log
-from ._fastmath import u32_to_float
-from ._jit import kernel
+from mcmtj.numerics._fastmath import log as _log
+from mcmtj.numerics._fastmath import u32_to_float
+from mcmtj.numerics._jit import kernel
 
 __all__ = [
     "LANE_DEVICE",

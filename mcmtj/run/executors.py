@@ -1,9 +1,9 @@
 """Executors: who runs the blocks of a simulation (design.md "engine", style.md "injected").
 
 :func:`mcmtj.simulate` cuts a run into :class:`Task` s -- (sweep point, solution block,
-instance chunk) -- and hands them with the :class:`~mcmtj.engine.Plan` to an executor,
+instance chunk) -- and hands them with the :class:`~mcmtj.run.block.Plan` to an executor,
 which yields ``(task, block)`` pairs in any order as they complete; ``block`` is what
-:func:`mcmtj.engine.run_block` returns for the task. Because ``run_block`` is a pure
+:func:`mcmtj.run.block.run_block` returns for the task. Because ``run_block`` is a pure
 function of the plan and the task, and random streams are keyed by the global
 instance index, every executor gives bit-identical results.
 
@@ -31,6 +31,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numba
+
+from mcmtj.run.block import _threads, run_block
+from mcmtj.run.cuda import CudaExecutor
 
 __all__ = ["Task", "SerialExecutor", "DaskExecutor", "PoolExecutor", "as_executor", "run_task"]
 
@@ -93,7 +96,7 @@ def run_task(plan, task: Task, threads: int | dict | None = None) -> dict:
 
     Parameters
     ----------
-    plan : mcmtj.engine.Plan
+    plan : mcmtj.run.block.Plan
     task : Task
     threads : int or dict, optional
         Numba threads for the kernel, or a dict worker address -> threads. Default:
@@ -103,10 +106,8 @@ def run_task(plan, task: Task, threads: int | dict | None = None) -> dict:
     Returns
     -------
     dict
-        :func:`mcmtj.engine.run_block` of the task.
+        :func:`mcmtj.run.block.run_block` of the task.
     """
-    from .engine import _threads, run_block
-
     with _KERNEL_LOCK, _threads(_worker_threads(threads)):
         return run_block(plan, task.point, task.sol_start, task.sol_stop, task.start, task.n)
 
@@ -227,7 +228,7 @@ class DaskExecutor:
 
     Examples
     --------
-    >>> from mcmtj.executors import DaskExecutor
+    >>> from mcmtj.run.executors import DaskExecutor
     >>> with DaskExecutor(n_workers=2) as ex:          # doctest: +SKIP
     ...     ds = mcmtj.simulate(study, executor=ex)
     """
@@ -355,8 +356,6 @@ def as_executor(executor=None, threads: int | None = None):
         if executor == "dask":
             return DaskExecutor(threads=threads), True
         if executor == "cuda":
-            from .cuda import CudaExecutor
-
             return CudaExecutor(), True
         raise ValueError(f"executor = {executor!r} is not allowed: must be 'cpu', 'dask', "
                          "'cuda', an executor, a distributed.Client or a pool with submit() or "

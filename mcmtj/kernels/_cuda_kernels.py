@@ -1,15 +1,15 @@
-"""numba.cuda twin of the fused Monte Carlo kernel (``mcmtj._engine_kernels``).
+"""numba.cuda twin of the fused Monte Carlo kernel (``mcmtj.kernels._engine_kernels``).
 
 One GPU thread simulates one (solution, instance): sample devices -> write ->
 ideal read -> inference -> metrics, drawing exactly the words of the CPU kernel
-from the same Philox lanes, counters and keys (``mcmtj._rng``), so both backends
+from the same Philox lanes, counters and keys (``mcmtj.numerics._rng``), so both backends
 give the same instances for the same seed.
 
 Reuse: functions that are plain arithmetic are compiled from the very source the
 CPU kernels use (``_rng._philox4x32``, ``_rng.u32_to_uniform``, the central part of
 the normal quantile, the switching probability, defect classification, stuck
 states, final conductance). Functions whose CPU versions call the branch-free
-``mcmtj._fastmath`` bit tricks or other njit dispatchers have twins here that use
+``mcmtj.numerics._fastmath`` bit tricks or other njit dispatchers have twins here that use
 ``math.log``/``math.exp``/``math.tanh``, which the GPU evaluates natively; they agree
 with the CPU ones to a few ulp, hence the 1e-6 relative tolerance on floating
 results (integer results and decisions on random words are identical).
@@ -25,16 +25,16 @@ import math
 import numpy as np
 from numba import cuda, float64, uint64
 
-from . import _engine_kernels as K
-from . import _rng
-from .array import (
+from mcmtj.kernels import _engine_kernels as K
+from mcmtj.numerics import _rng
+from mcmtj.physics.array import (
     WRITE_PHYSICS,
     _drive_current,
     _final_conductance,
     _is_healthy,
     _stuck_state,
 )
-from .device import (
+from mcmtj.physics.device import (
     DEFECT_OPEN,
     DEFECT_SHORT,
     DEFECT_STUCK_AP,
@@ -76,7 +76,7 @@ _ONE = np.uint64(1)
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
  I_SENSITIVITY) = (K.I_VARIATION, K.I_MODE, K.I_INIT_RANDOM, K.I_DEFECTS, K.I_HIDDEN_SIGN,
                    K.I_OUT_TANH, K.I_EVAL_TRAIN, K.I_SENSITIVITY)
-#: counter columns of this kernel's ``counts`` output (mapped to result names by mcmtj.cuda)
+#: counter columns of this kernel's ``counts`` output (mapped to result names by mcmtj.run.cuda)
 (C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, N_COUNTS) = range(7)
 
 # --- device functions compiled from the CPU kernels' own source -------------------

@@ -27,7 +27,7 @@ read_currents_nonlinear
 verify_read_resistance
     Resistance sensed for one device in a write-verify read, sneak paths included.
 
-Every function has a numba kernel in ``mcmtj._circuit_kernels`` that other kernels can call
+Every function has a numba kernel in ``mcmtj.physics._circuit_kernels`` that other kernels can call
 (serial, no allocation: the caller passes a flat float64 work buffer sized by the matching
 ``_*_work_size(m, n)``).
 """
@@ -38,7 +38,7 @@ import numbers
 
 import numpy as np
 
-from ._circuit_kernels import (
+from mcmtj.physics._circuit_kernels import (
     SCHEME_FLOATING,
     SCHEME_HALF,
     _nonlinear_read_batch,

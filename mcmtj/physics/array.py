@@ -3,14 +3,14 @@
 A layer with ``n_in`` inputs and ``n_out`` outputs occupies ``n_in`` rows and
 ``2 n_out`` columns (a differential pair per output) in the top-left corner of
 its own ``rows x cols`` array. Device target states come from
-:class:`mcmtj.solutions.SolutionSet` (1 = P, 0 = AP).
+:class:`mcmtj.networks.solutions.SolutionSet` (1 = P, 0 = AP).
 
 Write procedure (this module's part; half-select disturb and verify belong to
 the passive-array options): every device is first reset to its initial state
 (all AP, or random), the reset being ideal; then each device whose target
 differs from its state gets one pulse of amplitude ``V_w`` and width ``t_w``
 with the polarity of its target, which switches it with the device's own
-probability (:func:`mcmtj.device.switching_probability`), or ``1 - error_rate``
+probability (:func:`mcmtj.physics.device.switching_probability`), or ``1 - error_rate``
 in ``fixed`` mode. Stuck devices keep their stuck state; shorted and open devices
 take any pulse but their conductance is fixed, so they always count as wrongly
 written.
@@ -30,12 +30,12 @@ pulse repeated (amplitude raised by ``retry_step``) up to ``max_retries`` times.
 The verify read senses the selected column's current with the selected row at
 V_read and the unselected lines held at V_read/2 (``'half'``: closed form, wire
 resistance neglected) or floating (``'floating'``: the full network solve of
-:mod:`mcmtj.circuit`), and compares it with the current a device half-way between
+:mod:`mcmtj.physics.circuit`), and compares it with the current a device half-way between
 G_P and G_AP would give among nominal neighbours in their target states; sneak
 currents through varied neighbours can therefore misread a device.
 
 Ideal read: column currents ``I = G^T V``; with wire resistance see
-:func:`mcmtj.circuit.transfer_matrix`.
+:func:`mcmtj.physics.circuit.transfer_matrix`.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ import math
 
 import numpy as np
 
-from ._jit import kernel
-from ._rng import stream_uniform53
-from .device import (
+from mcmtj.numerics._jit import kernel
+from mcmtj.numerics._rng import stream_uniform53
+from mcmtj.physics.device import (
     DEFECT_NONE,
     DEFECT_OPEN,
     DEFECT_SHORT,

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _rng
-from .device import (
+from mcmtj.networks.solutions import forward
+from mcmtj.numerics import _rng
+from mcmtj.physics.device import (
     DEFECT_NONE,
     DEFECT_OPEN,
     DEFECT_SHORT,
@@ -32,7 +33,6 @@ from .device import (
     thermal_stability,
     tmr_at_bias,
 )
-from .solutions import forward
 
 __all__ = ["reference_instances"]
 

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .solutions import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, SolutionSet, forward
+from mcmtj.networks.solutions import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, SolutionSet, forward
 
 __all__ = ["BinaryMLP"]
 
@@ -27,11 +27,11 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 class BinaryMLP(ClassifierMixin, BaseEstimator):
     """Multilayer perceptron with binary or ternary weights, ``n_solutions`` at once.
 
-    The network is the one :func:`mcmtj.solutions.forward` evaluates with
+    The network is the one :func:`mcmtj.networks.solutions.forward` evaluates with
     ``gnorm = 1``: per layer ``a = x @ w + b`` with ``w`` in {-1, +1} (binary)
     or {-1, 0, +1} (ternary), hidden activation tanh or sign, output identity
     or tanh, class = argmax. Inputs are the dimensionless row voltages
-    ``x = V / V_read`` (e.g. from :func:`mcmtj.data.load_wine`).
+    ``x = V / V_read`` (e.g. from :func:`mcmtj.networks.data.load_wine`).
 
     Training, per solution and all solutions in one batched step:
 
@@ -91,7 +91,7 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from mcmtj.data import load_wine
+    >>> from mcmtj.networks.data import load_wine
     >>> data = load_wine()
     >>> model = BinaryMLP(n_solutions=4, epochs=50, random_state=0)
     >>> model.fit(data.X_train, data.y_train).predict(data.X_test).shape
@@ -337,7 +337,10 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
             raise NotFittedError("BinaryMLP is not fitted yet; call fit(X, y) first")
 
     def decision_function(self, X) -> np.ndarray:
-        """Output scores, shape (K, n_samples, n_classes), via :func:`mcmtj.solutions.forward`."""
+        """Output scores, shape (K, n_samples, n_classes).
+
+        Computed by :func:`mcmtj.networks.solutions.forward`.
+        """
         self._check_fitted()
         X = self._check_data(X)
         return forward(

@@ -1,4 +1,6 @@
-"""Numba kernels of the crossbar circuit solver; the netlist is documented in ``mcmtj.circuit``.
+"""Numba kernels of the crossbar circuit solver.
+
+The netlist is documented in ``mcmtj.physics.circuit``.
 
 Every kernel is a serial ``kernel`` (njit) function, so it can be called from other kernels,
 including the body of a ``prange`` loop over instances. Kernels never allocate: the caller
@@ -31,8 +33,8 @@ Kernels a caller may use from njit code, with their work sizes:
 
 from __future__ import annotations
 
-from ._jit import kernel
-from .device import _tmr_at_bias_jit
+from mcmtj.numerics._jit import kernel
+from mcmtj.physics.device import _tmr_at_bias_jit
 
 # Verify-read schemes understood by ``_verify_read_kernel``.
 SCHEME_FLOATING = 0

@@ -1,4 +1,4 @@
-"""CUDA backend: :func:`run_block_cuda`, the GPU twin of :func:`mcmtj.engine.run_block`.
+"""CUDA backend: :func:`run_block_cuda`, the GPU twin of :func:`mcmtj.run.block.run_block`.
 
 One GPU thread simulates one (solution, instance) with the fused pipeline of the
 CPU kernel -- device sampling, write (ideal, fixed-rate or physics), stuck /
@@ -26,13 +26,14 @@ import math
 
 import numpy as np
 
-from . import schema
+from mcmtj.run import schema
+from mcmtj.run.block import circuit_on, count_names
 
 __all__ = ["run_block_cuda", "cuda_available", "unsupported_features", "CudaExecutor"]
 
 _INSTALL = "pip install 'mcmtj[cuda]' (numba-cuda)"
 
-# result name -> counter column of the CUDA kernel (mcmtj._cuda_kernels.C_*)
+# result name -> counter column of the CUDA kernel (mcmtj.kernels._cuda_kernels.C_*)
 _COUNT_COLUMNS = {
     schema.N_STUCK: "C_STUCK", schema.N_SHORT: "C_SHORT", schema.N_OPEN: "C_OPEN",
     schema.N_WRITE_ERRORS: "C_WRITE_ERRORS", schema.N_DISTURBS: "C_DISTURBS",
@@ -98,18 +99,11 @@ def unsupported_features(study) -> list[str]:
             ("read.offset_sigma", getattr(r, "offset_sigma", 0.0), lambda v: v > 0),
         ]
         hits = [f"{name} = {value!r}" for name, value, bad in checks if bad(value)]
-        if not hits and _circuit_on(pt):
+        if not hits and circuit_on(pt):
             # a passive-array effect this module does not know by name yet
-            hits = ["a passive-array (circuit) effect (mcmtj.engine.circuit_on is true)"]
+            hits = ["a passive-array (circuit) effect (mcmtj.run.block.circuit_on is true)"]
         found += [text for text in hits if text not in found]
     return found
-
-
-def _circuit_on(study) -> bool:
-    from . import engine
-
-    circuit_on = getattr(engine, "circuit_on", None)
-    return bool(circuit_on(study)) if circuit_on is not None else False
 
 
 def _check_supported(plan, point: int) -> None:
@@ -119,8 +113,6 @@ def _check_supported(plan, point: int) -> None:
         raise NotImplementedError(
             "the CUDA backend does not simulate " + ", ".join(found) + " yet; use the CPU "
             "backend for this study")
-    from .engine import count_names
-
     unknown = [name for name in plan.instance_vars() if name not in _KNOWN_VARS
                and name not in count_names()]
     unknown += [name for name in count_names()
@@ -139,14 +131,14 @@ def run_block_cuda(plan, point: int, sol_start: int, sol_stop: int, start: int,
     """Simulate instances ``start .. start + n - 1`` of solutions ``sol_start .. sol_stop - 1``
     at one sweep point, on the GPU.
 
-    Same contract as :func:`mcmtj.engine.run_block`: same keys, shapes and dtypes, and the
+    Same contract as :func:`mcmtj.run.block.run_block`: same keys, shapes and dtypes, and the
     same instances for the same seed. Device memory is bounded by the block:
     ``(sol_stop - sol_start) * n`` instances' results plus the (small) plan arrays.
 
     Parameters
     ----------
-    plan : mcmtj.engine.Plan
-        From :func:`mcmtj.engine.make_plan`.
+    plan : mcmtj.run.block.Plan
+        From :func:`mcmtj.run.block.make_plan`.
     point : int
         Sweep point index.
     sol_start, sol_stop : int
@@ -174,7 +166,7 @@ def run_block_cuda(plan, point: int, sol_start: int, sol_stop: int, start: int,
 
     Examples
     --------
-    >>> from mcmtj.engine import make_plan
+    >>> from mcmtj.run.block import make_plan
     >>> plan = make_plan(study)                            # doctest: +SKIP
     >>> block = run_block_cuda(plan, 0, 0, 1, 0, 10**6)    # doctest: +SKIP
     >>> block["accuracy"].shape                            # doctest: +SKIP
@@ -192,8 +184,7 @@ def run_block_cuda(plan, point: int, sol_start: int, sol_stop: int, start: int,
                          "blocks of fewer than 2**31 (one GPU thread each)")
     _check_supported(plan, point)
     cuda = _numba_cuda()
-    from . import _cuda_kernels as CK
-    from .engine import count_names
+    from mcmtj.kernels import _cuda_kernels as CK
     pk, pp = plan.packed, plan.points[point]
     sl = slice(sol_start, sol_stop)
     S, G = sol_stop - sol_start, plan.gnorms.size

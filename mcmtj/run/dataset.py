@@ -1,0 +1,84 @@
+"""The result Dataset: the engine's arrays wrapped with the schema of :mod:`mcmtj.run.schema`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+import xarray as xr
+
+from mcmtj._version import __version__
+from mcmtj.run import schema
+
+__all__ = ["build_dataset", "versions"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of mcmtj and its main dependencies."""
+    import numba
+    import sklearn
+
+    return {
+        "mcmtj": __version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "xarray": xr.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def _var(name, dims, data):
+    long_name, units = schema.VARIABLES[name]
+    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
+
+
+def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
+    """Wrap the engine's arrays (leading axes: flat sweep point, solution, instance) into
+    the schema Dataset.
+
+    Parameters
+    ----------
+    plan : mcmtj.run.block.Plan
+    arrays : dict
+        Result name -> array of shape (n_points, n_solutions, n_instances[, gnorm]).
+    """
+    study = plan.study
+    shape = study.sweep_shape
+    sweep_dims = list(study.sweep_dims())
+    inst_dims = (*sweep_dims, schema.SOLUTION, schema.INSTANCE)
+    sol_dims = (*sweep_dims, schema.SOLUTION)
+    has_g = plan.gnorm_list is not None
+    g_dims = (schema.GNORM,) if has_g else ()
+
+    def shaped(a, has_gain_axis):
+        a = a.reshape(*shape, *a.shape[1:])
+        if has_gain_axis and not has_g:
+            a = a[..., 0]
+        return a
+
+    data = {}
+    for name, values in arrays.items():
+        gain = values.ndim == 4
+        data[name] = _var(name, inst_dims + (g_dims if gain else ()), shaped(values, gain))
+    for name, attr in ((schema.SOFTWARE_ACCURACY, "software_accuracy"),
+                       (schema.SOFTWARE_ACCURACY_TRAIN, "software_accuracy_train")):
+        values = np.stack([getattr(pp, attr) for pp in plan.points])
+        data[name] = _var(name, sol_dims + g_dims, shaped(values, True))
+
+    n_sol, n_inst = plan.n_solutions, plan.n_instances
+    coords = {schema.SOLUTION: np.arange(n_sol), schema.INSTANCE: np.arange(n_inst)}
+    for dim, (_, values) in zip(sweep_dims, study.sweep, strict=True):
+        coords[dim] = np.asarray(values)
+    if has_g:
+        coords[schema.GNORM] = np.asarray(plan.gnorm_list, dtype=np.float64)
+    attrs = {
+        "title": "mcmtj Monte Carlo results",
+        "study": study.to_toml(),
+        "seed": str(study.run.seed),
+        "solutions": plan.prepared.solutions.name,
+        "data": plan.prepared.data.name,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **{f"version_{k}": v for k, v in versions().items()},
+    }
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return ds.transpose(*sweep_dims, schema.SOLUTION, schema.INSTANCE, *g_dims)

@@ -1,0 +1,198 @@
+"""Monte Carlo engine: ``simulate(study) -> xarray.Dataset``, the orchestrator.
+
+Sweep points x solutions x instances, cut into blocks that an executor
+(:mod:`mcmtj.run.executors`) runs with the pure block function of :mod:`mcmtj.run.block`;
+results stream into a store (:mod:`mcmtj.run.store`) or an in-memory Dataset
+(:mod:`mcmtj.run.dataset`). Instance ``i`` of solution ``s`` at point ``p`` draws its random
+numbers from streams keyed by ``(seed, p, s, i)`` alone (:mod:`mcmtj.numerics._rng`), so a
+Dataset is bit-identical for any thread count, chunk size or executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from mcmtj.config import Study
+from mcmtj.run.block import Prepared, _threads, count_names, make_plan
+from mcmtj.run.dataset import build_dataset
+from mcmtj.run.executors import as_executor
+from mcmtj.run.progress import progress_bar
+from mcmtj.run.provenance import provenance_attrs
+from mcmtj.run.results import save
+from mcmtj.run.store import Layout, ResultStore, open_store
+
+__all__ = ["simulate"]
+
+
+def simulate(
+    study: Study,
+    seed: int | None = None,
+    *,
+    instances: int | None = None,
+    chunk_size: int | None = None,
+    threads: int | None = None,
+    prepared: Prepared | None = None,
+    progress: bool | None = None,
+    on_chunk: Callable | None = None,
+    store=None,
+    resume: bool = False,
+    executor=None,
+    solution_block: int | None = None,
+) -> xr.Dataset:
+    """Monte Carlo simulation of a study.
+
+    The run is cut into blocks -- (sweep point, solution block, instance chunk) -- that
+    an executor runs with :func:`run_block`; results are the same for any cut and any
+    executor.
+
+    Parameters
+    ----------
+    study : Study
+        The configuration (see :mod:`mcmtj.config`).
+    seed : int, optional
+        Overrides ``study.run.seed``. Instance ``i`` of solution ``s`` at sweep point
+        ``p`` depends on ``(seed, p, s, i)`` only.
+    instances : int, optional
+        Overrides ``study.run.instances`` (recorded in the result's study).
+    chunk_size : int, optional
+        Instances per solution simulated per block, instead of ``study.run.chunk_size``.
+        An execution setting like ``threads``: it changes neither results nor attrs.
+        When resuming a store, the store's own block layout is used instead.
+    threads : int, optional
+        Numba threads per block (default: numba's current setting; on Dask workers,
+        see :class:`mcmtj.run.executors.DaskExecutor`). Results do not depend on it.
+    prepared : Prepared, optional
+        Pre-loaded solutions and data (from :func:`prepare`), to skip loading/training.
+    progress : bool, optional
+        Show a tqdm bar; default: only when stderr is a terminal. With a parallel
+        executor it advances as blocks complete on any worker.
+    on_chunk : callable, optional
+        Called with ``(point, start, n)`` after each block is computed.
+    store : str or path-like, optional
+        Where to write the results. A ``.zarr`` path: a zarr store written block by block
+        while the run goes on (:mod:`mcmtj.run.store`), so memory is bounded by the blocks in
+        flight, not by the run, and a killed run can be finished with ``resume=True``;
+        the path must not exist unless ``resume`` is set. A ``.nc`` path: one netCDF
+        file written atomically at the end (:func:`mcmtj.run.results.save`). Default: the
+        Dataset is returned only.
+    resume : bool, default False
+        With a ``.zarr`` store: compute only the blocks it does not hold yet (all of them
+        when it does not exist). Refused with a ValueError naming the difference, and
+        the store left as it is, when the store holds another study, seed or inputs.
+    executor : None, "cpu", "dask", executor, distributed.Client or pool, optional
+        Who runs the blocks (see :func:`mcmtj.run.executors.as_executor`): default this
+        process; ``"dask"`` a new ``LocalCluster``; a ``distributed.Client`` or
+        :class:`~mcmtj.run.executors.DaskExecutor` a Dask cluster; a pool with ``submit``
+        or ``map``. Results are bit-identical for every choice.
+    solution_block : int, optional
+        Solutions per block (default: all). An execution setting like ``chunk_size``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims: sweep dims (one per swept field, named by :meth:`Study.sweep_dims`),
+        ``solution``, ``instance`` and ``gnorm`` when ``network.gnorm`` is a list.
+        Variables per :mod:`mcmtj.run.schema`; attrs hold the study TOML, seed, versions,
+        git revision and input hash (:mod:`mcmtj.run.provenance`). With a ``.zarr`` store
+        the Dataset is opened lazily from the store: values are read from disk when
+        used (``.load()`` reads them all), so a run larger than memory can be returned;
+        its attrs have no ``created`` (that is in the store's manifest, see
+        :func:`mcmtj.run.store.store_status`), so a resumed store equals an uninterrupted one.
+
+    Raises
+    ------
+    ValueError
+        Bad execution settings, a store path that is neither ``.nc`` nor ``.zarr``, an
+        existing ``.zarr`` store without ``resume``, or a store that holds another run.
+
+    Examples
+    --------
+    >>> import mcmtj
+    >>> study = mcmtj.Study().replace(**{"network.n_solutions": 2, "network.epochs": 5})
+    >>> ds = mcmtj.simulate(study, seed=1, instances=10)
+    >>> ds.accuracy.dims
+    ('solution', 'instance')
+    """
+    target = None if store is None else Path(store)
+    if target is not None and target.suffix not in (".nc", ".zarr"):
+        raise ValueError(f"store {target}: must end in .nc (netCDF, written at the end) or "
+                         ".zarr (written while running, resumable)")
+    if resume and (target is None or target.suffix != ".zarr"):
+        raise ValueError("resume needs a .zarr store")
+    if target is not None and not target.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {target.parent}")
+    if target is not None and target.suffix == ".zarr" and target.exists() and not resume:
+        raise ValueError(f"{target} exists: resume it (resume=True, mcmtj run --resume) or "
+                         "remove it")
+    if executor in (None, "cpu") and threads is not None:
+        with _threads(threads):  # validates the range before any work
+            pass
+    overrides = {}
+    if seed is not None:
+        overrides["run.seed"] = seed
+    if instances is not None:
+        overrides["run.instances"] = instances
+    if overrides:
+        study = study.replace(**overrides)
+    plan = make_plan(study, prepared)
+    n_inst = plan.n_instances
+    S = plan.n_solutions
+    # chunking is an execution detail: results and the recorded study do not depend on it
+    chunk = min(chunk_size or study.run.chunk_size, n_inst)
+    if chunk < 1:
+        raise ValueError(f"chunk_size = {chunk_size} is out of range: must be >= 1")
+    if solution_block is not None and solution_block < 1:
+        raise ValueError(f"solution_block = {solution_block} is out of range: must be >= 1")
+    layout = Layout(study.sweep_shape, S, n_inst, chunk, min(solution_block or S, S))
+    attrs = provenance_attrs(plan.prepared)
+
+    writer = None
+    if target is not None and target.suffix == ".zarr":
+        if target.exists():
+            writer = ResultStore.resume(target, plan, attrs)
+            layout = writer.layout
+        else:
+            writer = ResultStore.create(target, plan, attrs, layout)
+        tasks = writer.missing()
+    else:
+        tasks = list(layout.tasks())
+        arrays = {name: np.empty((layout.n_points, S, n_inst, *tail),
+                                 np.int32 if name in count_names() else np.float64)
+                  for name, tail in plan.instance_vars().items()}
+
+        def put(task, block):
+            for name, values in block.items():
+                arrays[name][task.point, task.sol_start:task.sol_stop,
+                             task.start:task.start + task.n] = values
+
+    runner, owned = as_executor(executor, threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            bar = stack.enter_context(
+                progress_bar(sum(t.n_instances for t in tasks), progress))
+            if writer is not None:
+                put = stack.enter_context(writer.writer())
+            for task, block in runner.run(plan, tasks):
+                put(task, block)
+                bar.update(task.n_instances)
+                if on_chunk is not None:
+                    on_chunk(task.point, task.start, task.n)
+    finally:
+        if owned:
+            runner.close()
+        if writer is not None:
+            writer.close()
+
+    if writer is not None:
+        return open_store(target)
+
+    ds = build_dataset(plan, arrays)
+    ds.attrs.update(attrs)
+    if target is not None:
+        save(ds, target)
+    return ds
