@@ -32,7 +32,8 @@ SIMULATOR_SCRIPT = textwrap.dedent("""
         sys.exit(3)
     import numpy as np
     from mcmtj.run.cuda import run_block_cuda
-    from mcmtj import _cuda_kernels as CK, _rng
+    from mcmtj.kernels import _cuda_kernels as CK
+    from mcmtj.numerics import _rng
 
     with open(sys.argv[1], "rb") as f:
         jobs = pickle.load(f)
@@ -77,7 +78,7 @@ PTX_SCRIPT = textwrap.dedent("""
         print(f"no NVVM/NVRTC here: {err}")
         sys.exit(3)
     import numpy as np
-    from mcmtj import _cuda_kernels as CK
+    from mcmtj.kernels import _cuda_kernels as CK
 
     # device functions ask the current device for its compute capability; there is none
     dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
@@ -207,7 +208,7 @@ def test_cases_exercise_the_effects(simulated):
 
 
 def test_device_twins_match_cpu(simulated):
-    from mcmtj import _rng
+    from mcmtj.numerics import _rng
 
     _, _, (_, words, normals, uniforms, ppf) = simulated
     expected = np.empty(words.size)

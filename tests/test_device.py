@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mcmtj import Study, _rng
+from mcmtj import Study
+from mcmtj.numerics import _rng
 from mcmtj.physics import device as dv
 
 IC = 1e-4

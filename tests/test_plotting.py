@@ -11,8 +11,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from mcmtj import plotting  # noqa: E402
-from mcmtj.analysis import metric_correlations, tune  # noqa: E402
+from mcmtj.analysis import (  # noqa: E402
+    metric_correlations,
+    plotting,  # noqa: E402
+    tune,
+)
 from mcmtj.run.schema import (  # noqa: E402
     ACCURACY,
     ACCURACY_TRAIN,

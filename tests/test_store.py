@@ -247,7 +247,7 @@ def test_creation_removes_a_dead_creators_leftovers_and_waits_for_a_live_one(tmp
 
 
 def test_creation_lock_falls_back_to_unlocked(tmp_path, monkeypatch):
-    from mcmtj import store
+    from mcmtj.run import store
 
     fd = os.open(tmp_path, os.O_RDONLY)  # held by someone else: times out, unlocked
     fcntl.flock(fd, fcntl.LOCK_EX)
