@@ -104,7 +104,7 @@ def _log_default(message: str) -> None:
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]  # mcmtj/papers/this.py -> the repository
 
 
 def _check_paper(paper: str) -> None:
