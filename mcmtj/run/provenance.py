@@ -81,7 +81,8 @@ def git_revision(folder: str | None = None) -> str:
         installed, the package is not in a checkout (e.g. installed from a wheel), or
         its files are not tracked by the enclosing repository. Computed once per process.
     """
-    pkg = Path(folder) if folder is not None else Path(__file__).resolve().parents[1]  # the mcmtj package
+    # the mcmtj package folder (this module is in mcmtj/run/)
+    pkg = Path(folder) if folder is not None else Path(__file__).resolve().parents[1]
     # a wheel installed into a venv inside some other checkout must not report that
     # checkout's commit: the package's own files have to be tracked by it
     tracked = _git(pkg, "ls-files", "--", ".")
