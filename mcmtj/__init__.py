@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from .circuit import transfer_matrix  # noqa: E402
 from .config import ConfigError, Study, load_study  # noqa: E402
+from .datasets import fetch_nist_wine  # noqa: E402
 from .engine import prepare, simulate  # noqa: E402
 from .results import open_results, save  # noqa: E402
 from .solutions import SolutionSet, load_nist_solutions, load_solutions, save_solutions  # noqa: E402
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "Study",
     "load_study",
+    "fetch_nist_wine",
     "prepare",
     "simulate",
     "save",
