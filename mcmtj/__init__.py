@@ -10,6 +10,7 @@ Typical use::
 
 from mcmtj._version import __version__  # noqa: E402
 from mcmtj.config import ConfigError, Study, load_study  # noqa: E402
+from mcmtj.networks.datasets import fetch_nist_wine  # noqa: E402
 from mcmtj.networks.solutions import (  # noqa: E402
     SolutionSet,
     load_nist_solutions,
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "Study",
     "load_study",
+    "fetch_nist_wine",
     "prepare",
     "simulate",
     "save",

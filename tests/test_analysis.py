@@ -445,3 +445,108 @@ def test_device_sensitivity():
     assert calls == [None, 0, 1, 2, 3]
     flipped_all_but_first = np.array([True, False, False, False])
     assert sensitivity_weighted_fidelity(flipped_all_but_first, w) == pytest.approx(0.25)
+
+
+# ------------------------------------------------- paired cluster bootstrap, CV tuning
+
+
+def _clustered(seed=3, n_clusters=12, per=9):
+    rng = np.random.default_rng(seed)
+    clusters = np.repeat(np.arange(n_clusters), per)
+    level = rng.normal(size=n_clusters)[clusters]
+    y = np.round(level + rng.normal(0, 0.5, clusters.size), 1)  # rounded: ties
+    x = np.stack([
+        np.round(level + rng.normal(0, 1.0, clusters.size), 1),
+        -np.round(level + rng.normal(0, 0.3, clusters.size), 1),  # an error-like metric
+        rng.integers(0, 3, clusters.size).astype(float),
+    ])
+    return x, y, clusters
+
+
+def test_cluster_bootstrap_replicates_equal_scipy_on_explicit_resamples():
+    x, y, clusters = _clustered()
+    out = core.paired_cluster_bootstrap(x, y, clusters, n_boot=7, seed=11,
+                                        return_replicates=True)
+    counts = core.cluster_multiplicities(np.random.SeedSequence(11).entropy, 12, 0, 7)
+    for b in range(7):
+        # the resample spelled out: every observation of a drawn cluster, once per draw
+        idx = np.concatenate([np.flatnonzero(clusters == c).repeat(int(k))
+                              for c, k in enumerate(counts[b]) if k > 0])
+        for m in range(3):
+            expected = scipy.stats.spearmanr(x[m, idx], y[idx]).statistic
+            assert out["replicates"][b, m] == pytest.approx(expected, abs=1e-12)
+    for m in range(3):
+        assert out["rho"][m] == pytest.approx(scipy.stats.spearmanr(x[m], y).statistic)
+
+
+def test_paired_differences_are_oriented_and_paired():
+    x, y, clusters = _clustered()
+    x = np.vstack([x, x[0]])  # an exact copy of the reference
+    out = core.paired_cluster_bootstrap(x, y, clusters, n_boot=200, seed=1,
+                                        orientation=[1, -1, 1, 1])
+    assert out["diff"][0] == 0 and out["diff_low"][0] == 0 and out["diff_high"][0] == 0
+    # the copy: every paired replicate difference is exactly 0
+    assert out["diff_low"][3] == 0 and out["diff_high"][3] == 0
+    # the error-like metric is compared by -rho: strongly better than the noisy reference
+    assert out["diff"][1] == pytest.approx(-out["rho"][1] - out["rho"][0])
+    assert out["diff_low"][1] > 0
+    assert out["rho_low"][0] <= out["rho"][0] <= out["rho_high"][0]
+    assert out["n_clusters"] == 12
+
+
+def test_cluster_bootstrap_is_wider_than_pairs_bootstrap_for_clustered_data():
+    x, y, clusters = _clustered(n_clusters=10, per=40)
+    cl = core.paired_cluster_bootstrap(x[:1], y, clusters, n_boot=300, seed=2)
+    _, low, high = core.spearman_bootstrap(x[0], y, n_boot=300, seed=2)
+    assert cl["rho_high"][0] - cl["rho_low"][0] > 1.5 * (high - low)
+
+
+def test_cluster_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        core.paired_cluster_bootstrap([[1.0, np.nan]], [1.0, 2.0], [0, 1])
+    with pytest.raises(ValueError, match="observations"):
+        core.paired_cluster_bootstrap([[1.0, 2.0]], [1.0, 2.0, 3.0], [0, 1])
+
+
+def test_exact_transform():
+    a = np.array([0.9, 1.0, 0.95, 0.9, 1.0])
+    assert core.exact_transform(a, 1 - a) and core.exact_transform(a, 20 * (1 - a))
+    assert core.exact_transform(a, a**2)
+    assert not core.exact_transform(a, np.array([1, 2, 3, 1, 1.0]))  # a tie split
+    assert not core.exact_transform(a, np.array([1, 1, 1, 1, 2.0]))  # two values merged
+    assert not core.exact_transform(np.array([1, 2, 3.0]), np.array([2, 3, 1.0]))
+
+
+def test_cv_tuned_correct_equals_a_plain_loop():
+    rng = np.random.default_rng(5)
+    fold_correct = rng.integers(0, 10, size=(4, 3, 5, 4))  # (..., G=5, K=4)
+    correct, chosen = core.cv_tuned_correct(fold_correct)
+    for idx in np.ndindex(4, 3):
+        total = 0
+        for k in range(4):
+            train = [sum(fold_correct[idx][g, j] for j in range(4) if j != k)
+                     for g in range(5)]
+            best = train.index(max(train))  # first maximum
+            assert chosen[idx][k] == best
+            total += fold_correct[idx][best, k]
+        assert correct[idx] == total
+
+
+def test_readback_predictions_equal_a_matrix_forward_pass():
+    """Against an independent forward pass written with matrix products."""
+    rng = np.random.default_rng(0)
+    layer_in, layer_out = (4, 3), (3, 2)
+    g = rng.uniform(1e-4, 3e-4, size=(2, 5, 4 * 6 + 3 * 4))
+    bias = rng.normal(0, 0.3, size=(2, 1, 2, 3))
+    X = rng.uniform(0, 1, size=(4, 7))
+    gnorms = [0.5, 1.0]
+    inv_dg = 1 / 1.5e-4
+    pred = core.readback_predictions(g, layer_in, layer_out, inv_dg, bias, X, gnorms)
+    for s, i, gi in np.ndindex(2, 5, 2):
+        G0 = g[s, i, :24].reshape(4, 6)
+        G1 = g[s, i, 24:].reshape(3, 4)
+        W0 = (G0[:, ::2] - G0[:, 1::2]) * inv_dg
+        W1 = (G1[:, ::2] - G1[:, 1::2]) * inv_dg
+        h = np.tanh(X.T @ W0 / gnorms[gi] + bias[s, 0, 0, :3])
+        o = np.tanh(h @ W1 / gnorms[gi] + bias[s, 0, 1, :2])
+        np.testing.assert_array_equal(pred[s, i, gi], o.argmax(axis=1))

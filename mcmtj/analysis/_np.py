@@ -34,6 +34,11 @@ __all__ = [
     "sensitivity_weighted_fidelity",
     "device_sensitivity",
     "nan_median",
+    "cluster_multiplicities",
+    "paired_cluster_bootstrap",
+    "exact_transform",
+    "cv_tuned_correct",
+    "readback_predictions",
 ]
 
 # Bootstrap replicates are processed in blocks of at most this many (replicate x sample)
@@ -535,3 +540,254 @@ def device_sensitivity(accuracy_fn: Callable[[int | None], float], n_devices: in
     base = float(accuracy_fn(None))
     flipped = np.array([float(accuracy_fn(k)) for k in range(int(n_devices))], dtype=float)
     return np.maximum(0.0, base - flipped)
+
+
+# ----------------------------------------------------------------- paired cluster bootstrap
+
+
+def cluster_multiplicities(seed, n_clusters: int, start: int, stop: int) -> np.ndarray:
+    """How often each cluster is drawn in bootstrap replicates ``start..stop-1``.
+
+    Replicate ``b`` draws ``n_clusters`` clusters with replacement from the stream of
+    :func:`bootstrap_indices` (child ``b`` of ``SeedSequence(seed)``).
+
+    Returns
+    -------
+    ndarray of float, shape (stop - start, n_clusters)
+    """
+    return _multiplicities(bootstrap_indices(seed, n_clusters, start, stop))
+
+
+def _weighted_midranks(groups: np.ndarray, n_groups: int, w: np.ndarray) -> np.ndarray:
+    """Mid-ranks of every observation in the resamples that repeat observation ``i``
+    ``w[b, i]`` times: (b, n). ``groups`` numbers the distinct values in increasing order."""
+    b = w.shape[0]
+    flat = groups[None, :] + n_groups * np.arange(b)[:, None]
+    per_group = np.bincount(flat.ravel(), weights=w.ravel(), minlength=b * n_groups)
+    per_group = per_group.reshape(b, n_groups)
+    below = np.cumsum(per_group, axis=1) - per_group
+    return (below + 0.5 * (per_group + 1.0))[:, groups]
+
+
+def _weighted_pearson(a: np.ndarray, c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    sw = w.sum(axis=-1)
+    am = (w * a).sum(axis=-1) / sw
+    cm = (w * c).sum(axis=-1) / sw
+    da = a - am[..., None]
+    dc = c - cm[..., None]
+    cov = (w * da * dc).sum(axis=-1)
+    var = (w * da * da).sum(axis=-1) * (w * dc * dc).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, cov / np.sqrt(var), np.nan)
+
+
+def paired_cluster_bootstrap(x, y, clusters, reference: int = 0, n_boot: int = 1000,
+                             confidence: float = 0.95, seed=0, orientation=None,
+                             return_replicates: bool = False) -> dict:
+    """Spearman rho of each metric with ``y`` and its difference to a reference metric,
+    with a cluster bootstrap that resamples whole clusters (e.g. solutions).
+
+    Observations of one cluster (instances of one weight solution) are not independent;
+    each replicate draws clusters with replacement and keeps all their observations, and
+    every metric is evaluated on the same replicates, so the interval of a difference is
+    paired. Each replicate rho equals :func:`spearman` of the explicitly repeated
+    resample (mid-ranks of the repeated values, tested against SciPy).
+
+    Parameters
+    ----------
+    x : array_like, shape (m, n)
+        Metrics (rows) per observation; must be finite.
+    y : array_like, shape (n,)
+        What the metrics should predict (e.g. tuned accuracy); finite.
+    clusters : array_like of int, shape (n,)
+        Cluster label of each observation.
+    reference : int, default 0
+        Row of ``x`` every metric is compared with (e.g. write fidelity).
+    n_boot : int, default 1000
+    confidence : float, default 0.95
+        Level of the two-sided percentile intervals.
+    seed : int or SeedSequence
+        Root of the replicate streams (:func:`cluster_multiplicities`).
+    orientation : array_like of {+1, -1}, shape (m,), optional
+        Fixed sign of each metric (-1 for an error count, where lower predicts better),
+        set before looking at the data; differences compare ``orientation * rho``.
+    return_replicates : bool
+        Also return ``"replicates"``: (n_boot, m) replicate rhos (not oriented).
+
+    Returns
+    -------
+    dict
+        ``rho``, ``rho_low``, ``rho_high`` (m,): rho and its interval;
+        ``diff``, ``diff_low``, ``diff_high`` (m,): oriented rho minus the reference's
+        oriented rho and its paired interval (0 for the reference itself);
+        ``n_clusters``, ``n``.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    y = np.asarray(y, dtype=float).ravel()
+    m, n = x.shape
+    if y.size != n:
+        raise ValueError(f"x has {n} observations per metric but y has {y.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x and y must be finite (drop missing observations first)")
+    if int(n_boot) != n_boot or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    sign = np.ones(m) if orientation is None else np.asarray(orientation, dtype=float)
+    _, cl = np.unique(np.asarray(clusters).ravel(), return_inverse=True)
+    n_cl = int(cl.max()) + 1 if n else 0
+    entropy = _entropy(seed)
+    groups = [np.unique(v, return_inverse=True) for v in (*x, y)]
+    groups = [(inv, u.size) for u, inv in groups]
+    rho = np.array([spearman(row, y) for row in x], dtype=float)
+    reps = np.empty((int(n_boot), m))
+    block = max(1, _BLOCK_ELEMENTS * 4 // max(n, 1))
+    for start in range(0, int(n_boot), block):
+        stop = min(int(n_boot), start + block)
+        w = cluster_multiplicities(entropy, n_cl, start, stop)[:, cl]
+        ry = _weighted_midranks(*groups[-1], w)
+        for k in range(m):
+            reps[start:stop, k] = _weighted_pearson(_weighted_midranks(*groups[k], w), ry, w)
+    alpha = (1.0 - confidence) / 2.0
+    oriented = reps * sign
+    diff_reps = oriented - oriented[:, [reference]]
+    with _quiet():
+        low, high = np.nanquantile(reps, [alpha, 1 - alpha], axis=0)
+        d_low, d_high = np.nanquantile(diff_reps, [alpha, 1 - alpha], axis=0)
+    diff = sign * rho - sign[reference] * rho[reference]
+    out = {"rho": rho, "rho_low": low, "rho_high": high, "diff": diff, "diff_low": d_low,
+           "diff_high": d_high, "n_clusters": n_cl, "n": n}
+    if return_replicates:
+        out["replicates"] = reps
+    return out
+
+
+def exact_transform(a, b) -> bool:
+    """Whether ``b`` is a strictly monotone function of ``a`` on the observed pairs
+    (so the two rank every observation identically, up to direction: one metric)."""
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size == 0:
+        return False
+    ua, ia = np.unique(a, return_inverse=True)
+    ub, ib = np.unique(b, return_inverse=True)
+    if ua.size != ub.size:
+        return False
+    # a bijection between the distinct values that preserves or reverses their order
+    pairs = np.unique(np.stack([ia, ib]), axis=1)
+    if pairs.shape[1] != ua.size:
+        return False
+    return bool(np.all(pairs[1] == np.arange(ua.size))
+                or np.all(pairs[1] == np.arange(ua.size)[::-1]))
+
+
+# ----------------------------------------------------------------- cross-validated tuning
+
+
+def cv_tuned_correct(fold_correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-validated tuning from per-fold correct counts.
+
+    For each held-out fold ``k`` the gain is chosen on the other folds (the first
+    maximum of their summed correct counts: the smallest gain index on ties) and the
+    held-out fold is scored at it.
+
+    Parameters
+    ----------
+    fold_correct : array_like, shape (..., G, K)
+        Correct predictions in fold ``k`` at gain ``g``.
+
+    Returns
+    -------
+    correct : ndarray of int, shape (...)
+        Held-out correct predictions summed over the folds (divide by the split size).
+    chosen : ndarray of int, shape (..., K)
+        Gain index chosen for each held-out fold.
+    """
+    fc = np.asarray(fold_correct)
+    others = fc.sum(axis=-1, keepdims=True) - fc  # (..., G, K): the K-1 training folds
+    chosen = np.argmax(others, axis=-2)  # first maximum
+    held = np.take_along_axis(fc, chosen[..., None, :], axis=-2)[..., 0, :]
+    return held.sum(axis=-1), chosen
+
+
+# ----------------------------------------------------------------- network from a readback
+
+
+def _activate(z: np.ndarray, kind: int, threshold: float) -> np.ndarray:
+    if kind == 0:
+        return np.tanh(z)
+    if kind == 1:
+        return np.where(z >= threshold, 1.0, -1.0)
+    return z
+
+
+def readback_predictions(g, layer_in, layer_out, inv_dg: float, bias, X, gnorms,
+                         hidden_sign: bool = False, out_tanh: bool = True,
+                         threshold: float = 0.0) -> np.ndarray:
+    """Class predictions of the network whose weights are read back from the array.
+
+    Each layer computes ``act((sum_f x_f w_fj) / gnorm + b_j)`` with the effective
+    weight ``w_fj = (g[f, 2j] - g[f, 2j+1]) * inv_dg`` (the differential conductance
+    of column pair ``j`` in units of the nominal ``G_P - G_AP``), summing in increasing
+    ``f`` as the engine's linear read does; class = first argmax of the last layer. For
+    a linear read (no bias-dependent TMR, read noise or comparator offsets) and ``g`` the
+    engine's ``readback_conductance``, these are the engine's own predictions.
+
+    Parameters
+    ----------
+    g : array_like, shape (..., n_devices)
+        Effective conductances of the used cells (S), device order of ``mcmtj.run.schema.DEVICE``
+        (layer-major, then row, then column).
+    layer_in, layer_out : sequence of int
+        Inputs and outputs (column pairs) per layer.
+    inv_dg : float
+        ``1 / (G_P - G_AP)`` of the nominal device (1/S).
+    bias : array_like, shape (..., n_layers, max_out)
+        Per-layer biases, broadcast against ``g``'s leading dims.
+    X : array_like, shape (n_features, n_samples)
+        Row inputs (in units of V_read).
+    gnorms : sequence of float
+        Read-out gains.
+    hidden_sign, out_tanh : bool
+        Hidden activation sign (else tanh); output tanh (else identity).
+    threshold : float
+        Threshold of the sign activation.
+
+    Returns
+    -------
+    ndarray of int8, shape (..., len(gnorms), n_samples)
+    """
+    g = np.asarray(g, dtype=float)
+    X = np.asarray(X, dtype=float)
+    bias = np.asarray(bias, dtype=float)
+    lead = g.shape[:-1]
+    weffs, k = [], 0
+    for n_in, n_out in zip(layer_in, layer_out, strict=True):
+        n_in, n_out = int(n_in), int(n_out)
+        gl = g[..., k:k + n_in * 2 * n_out].reshape(*lead, n_in, 2 * n_out)
+        k += n_in * 2 * n_out
+        weffs.append((gl[..., 0::2] - gl[..., 1::2]) * inv_dg)
+    if k != g.shape[-1]:
+        raise ValueError(f"g has {g.shape[-1]} devices but the layers use {k}")
+
+    def sums(src, w):  # (..., n_in, N) x (..., n_in, n_out) -> (..., n_out, N)
+        out = 0.0 + src[..., 0:1, :] * w[..., 0, :, None]
+        for f in range(1, w.shape[-2]):
+            out += src[..., f:f + 1, :] * w[..., f, :, None]
+        return out
+
+    n_layers = len(weffs)
+    raw0 = sums(np.broadcast_to(X, (*lead, *X.shape)), weffs[0])
+    preds = np.empty((*lead, len(gnorms), X.shape[1]), np.int8)
+    for gi, gn in enumerate(gnorms):
+        act = raw0
+        for l in range(n_layers):
+            if l > 0:
+                act = sums(act, weffs[l])
+            n_out = weffs[l].shape[-1]
+            kind = (0 if out_tanh else 2) if l == n_layers - 1 else (1 if hidden_sign else 0)
+            act = _activate((act + 0.0) / gn + bias[..., l, :n_out, None], kind, threshold)
+        preds[..., gi, :] = np.argmax(act, axis=-2)
+    return preds
