@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import numba
 
-__all__ = ["Task", "SerialExecutor", "DaskExecutor", "PoolExecutor", "as_executor", "run_task"]
+__all__ = ["Task", "SerialExecutor", "DaskExecutor", "PoolExecutor", "as_executor", "run_task",
+           "ClusterLost", "WORKER_LOSS_RETRIES"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,15 @@ class Task:
     def n_instances(self) -> int:
         """Instances simulated by the task (solutions x instances)."""
         return (self.sol_stop - self.sol_start) * self.n
+
+
+#: times a block is rerun after the worker running it died (dask's ``allowed-failures``)
+WORKER_LOSS_RETRIES = 3
+
+
+class ClusterLost(ConnectionError):
+    """The Dask cluster went away (scheduler gone, workers lost beyond the retries) while
+    blocks were running. A one-line message; a ``.zarr`` store keeps what was finished."""
 
 
 # One kernel call at a time per process: a worker with several dask threads then runs
@@ -224,6 +234,13 @@ class DaskExecutor:
         at least 4); bounds the memory of results waiting to be stored.
     timeout : float, default 30
         Seconds to wait for the scheduler at ``scheduler``.
+    worker_loss_retries : int, default :data:`WORKER_LOSS_RETRIES` (3)
+        A block whose worker dies (killed, out of memory, machine lost) is rerun on
+        another worker up to this many times (the ``LocalCluster``'s
+        ``distributed.scheduler.allowed-failures``; a scheduler given by address uses its
+        own setting). Beyond that, or when the scheduler or every worker is gone,
+        :meth:`run` raises :class:`ClusterLost` (one line); blocks already stored are
+        kept and ``resume`` finishes the run.
 
     Examples
     --------
@@ -234,7 +251,7 @@ class DaskExecutor:
 
     def __init__(self, scheduler: str | None = None, *, client=None, n_workers: int | None = None,
                  threads: int | None = None, max_in_flight: int | None = None,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, worker_loss_retries: int = WORKER_LOSS_RETRIES):
         if scheduler is not None and client is not None:
             raise ValueError("give either scheduler or client, not both")
         if n_workers is not None and n_workers < 1:
@@ -246,6 +263,10 @@ class DaskExecutor:
         self.threads = threads
         self.max_in_flight = max_in_flight
         self.timeout = timeout
+        if worker_loss_retries < 0:
+            raise ValueError(f"worker_loss_retries = {worker_loss_retries} is out of range: "
+                             "must be >= 0")
+        self.worker_loss_retries = worker_loss_retries
         self._client = client
         self._owned = []
 
@@ -267,8 +288,13 @@ class DaskExecutor:
                 self._owned.append(self._client)
             else:
                 n = self.n_workers or max(1, min(4, numba.config.NUMBA_NUM_THREADS))
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
+                import dask
+
+                with dask.config.set({"distributed.scheduler.allowed-failures":
+                                      self.worker_loss_retries}):
+                    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0",
+                                           silence_logs=logging.ERROR)
                 self._owned.append(cluster)
                 self._client = Client(cluster)
                 self._owned.append(self._client)
@@ -307,7 +333,7 @@ class DaskExecutor:
                 submit(task)
             for fut in completed:
                 task = pending.pop(fut.key)
-                block = fut.result()
+                block = _result(fut, task, self.worker_loss_retries)
                 fut.release()
                 nxt = next(tasks, None)
                 if nxt is not None:
@@ -329,6 +355,27 @@ class DaskExecutor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _result(fut, task: Task, retries: int):
+    """A future's block; losing the cluster becomes one :class:`ClusterLost` line."""
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker:
+        raise ClusterLost(f"the dask workers running block (point {task.point}, instances "
+                          f"{task.start}-{task.start + task.n - 1}) died {retries + 1} times "
+                          "(out of memory? killed?)") from None
+    except Exception as exc:
+        # the scheduler connection lost, the cluster closed, every worker gone: dask
+        # cancels the futures (CancelledError, FutureCancelledError) or fails to talk
+        # (CommClosedError, an OSError)
+        if fut.status in ("cancelled", "lost") or isinstance(exc, (OSError, TimeoutError)) \
+                or "cancel" in type(exc).__name__.lower():
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ClusterLost(f"the dask cluster is gone ({reason})") from None
+        raise
 
 
 def as_executor(executor=None, threads: int | None = None):
