@@ -13,7 +13,7 @@ Executors:
   parallel over instances with its own threads.
 - :class:`DaskExecutor` (``"dask"``): a ``dask.distributed`` cluster -- a
   ``LocalCluster`` of worker processes by default, or an existing scheduler by address
-  (the way past one machine). The plan is shipped to every worker once (scatter).
+  (the way past one machine). The plan is shipped to every worker once.
 - :class:`PoolExecutor`: any pool object with ``submit`` (``concurrent.futures``) or
   ``map`` (``multiprocessing.Pool``, emcee/schwimmbad-style pools).
 
@@ -23,6 +23,7 @@ a pool) into one of these.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -208,10 +209,11 @@ class PoolExecutor:
 class DaskExecutor:
     """Run the tasks on a ``dask.distributed`` cluster.
 
-    Each task is one :func:`run_task` call on a worker; the plan is scattered to every
-    worker once. Results come back to this process as they complete (they are
-    per-instance scalars: 64 bytes per instance for the default variables) and are
-    written or stored here, so workers need no shared file system.
+    Each task is one :func:`run_task` call on a worker; the plan is one task of its
+    own, fetched by every worker once (recomputed by the scheduler if its worker dies).
+    Results come back to this process as they complete (they are per-instance scalars:
+    64 bytes per instance for the default variables) and are written or stored here, so
+    workers need no shared file system.
 
     Parameters
     ----------
@@ -316,8 +318,11 @@ class DaskExecutor:
         if first is None:
             return
         threads = self.threads if self.threads is not None else _threads_per_worker(client)
-        plan_future = client.scatter(plan, broadcast=True, hash=False)
         run_id = uuid.uuid4().hex[:8]
+        # the plan as a task, not scattered data: scattered data dies with the worker
+        # holding it (its dependents are then cancelled, "reason: unknown"), while a
+        # task's result is recomputed by the scheduler on another worker
+        plan_future = client.submit(_identity, plan, key=f"mcmtj-plan-{run_id}", pure=False)
         pending = {}
         completed = as_completed()
 
@@ -340,9 +345,10 @@ class DaskExecutor:
                     submit(nxt)
                 yield task, block
         finally:
-            for fut in list(completed.futures):
-                fut.cancel()
-            client.cancel([plan_future])
+            # best effort: with the cluster gone, cancelling fails too, and must not hide
+            # the error that says so
+            with contextlib.suppress(Exception):
+                client.cancel([*completed.futures, plan_future])
 
     def close(self) -> None:
         """Close the client and the ``LocalCluster`` this executor started."""
@@ -355,6 +361,10 @@ class DaskExecutor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _identity(value):
+    return value
 
 
 def _result(fut, task: Task, retries: int):
