@@ -8,6 +8,7 @@ is written in that case.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -207,7 +208,11 @@ def _verify(args) -> int:
     if not path.exists():
         raise FileNotFoundError(f"results file not found: {path}")
     if not path.is_dir():
-        open_results(path)  # reads every chunk: HDF5 checks each Fletcher-32 checksum
+        try:
+            open_results(path)  # reads every chunk: HDF5 checks each Fletcher-32 checksum
+        except ValueError as exc:
+            print(f"{path}: DAMAGED: {exc}")
+            return 1
         print(f"{path}: ok (every chunk's checksum verified)")
         return 0
     if store_status(path).layout is None:
@@ -244,7 +249,8 @@ def _info(args) -> int:
     path = args.results
     status = store_status(path) if path.is_dir() else None
     if status is not None and status.layout is not None:
-        report = verify_store(path, full=args.verify)
+        # every digest with --verify, and for stores small enough to read at once
+        report = verify_store(path, full=True if args.verify else "auto")
         if not report.ok:
             _print_damage(report)
             return 1
@@ -280,7 +286,14 @@ def _info(args) -> int:
     for label, text in lines:
         print(f"  {label + ':':<14}{text}")
     if complete:
-        print(summary_table(ds, target=args.target))
+        try:
+            table = summary_table(ds, target=args.target)
+        except Exception as exc:  # noqa: BLE001 - a chunk failing its checksum when read
+            if status is None:
+                raise
+            raise ValueError(f"{path}: damaged data ({str(exc).splitlines()[0]}); "
+                             f"`mcmtj verify {shlex.quote(str(path))}` names the blocks") from None
+        print(table)
     return 0
 
 

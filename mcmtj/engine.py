@@ -594,7 +594,7 @@ def simulate(
             writer.close()
 
     if writer is not None:
-        return open_store(target)
+        return open_store(target, verify=False)  # just written (and repaired): trusted
 
     from .results import build_dataset, save
 

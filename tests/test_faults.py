@@ -382,71 +382,80 @@ def _crash(point, start, n):
 
 # --- every output checked before the work ---------------------------------------------
 
-def test_outputs_are_checked_before_any_work(tmp_path):
+def test_outputs_are_checked_before_any_work(tmp_path, capsys):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY_TOML.format(instances=12))
     (tmp_path / "old.nc").write_bytes(b"old")
     (tmp_path / "plain.zarr").write_bytes(b"a file")
     (tmp_path / "folder.nc").mkdir()
+    # as a user types it: a typo in the plot's format ends the command at once
+    t0 = time.monotonic()
+    line = _one_error_line(_cli("run", study, "-o", tmp_path / "l.nc", "--plot",
+                                tmp_path / "l.jpgx", "--quiet"))
+    assert "plot " in line and "unknown format ('.jpgx')" in line
+    assert time.monotonic() - t0 < 60  # no simulation ran (it would compile, then run)
     cases = [
-        (["-o", tmp_path / "l.nc", "--plot", tmp_path / "l.jpgx"], "unknown format ('.jpgx')"),
         (["-o", tmp_path / "l.nc", "--plot", "/nonexistent_dir/m.png"],
          "plot folder does not exist: /nonexistent_dir"),
         (["-o", tmp_path / "l.h5"], "unknown format ('.h5'): must end in .nc, .zarr"),
         (["-o", tmp_path / "no" / "l.nc"], "output folder does not exist"),
+        (["-o", tmp_path / "old.nc" / "l.nc"], "output folder is not a folder"),
         (["-o", tmp_path / "folder.nc"], "is a folder, not a file"),
         (["-o", tmp_path / "old.nc"], "old.nc exists: pass --overwrite to replace it"),
         (["-o", tmp_path / "plain.zarr", "--resume"], "is a file, not a zarr store"),
-        (["-o", tmp_path / "l.nc", "--plot", tmp_path / "old.nc"], "unknown format"),
         (["-o", tmp_path / "l.nc", "--resume"], "--resume needs a .zarr output"),
+        (["-o", tmp_path / "l.nc", "--plot", tmp_path / "l.nc"], "unknown format"),
+        (["-o", tmp_path / "l.zarr", "--plot", tmp_path / "l.zarr"], "unknown format"),
     ]
     for args, words in cases:
-        t0 = time.monotonic()
-        line = _one_error_line(_cli("run", study, *args, "--quiet"))
-        assert words in line, (args, line)
-        assert time.monotonic() - t0 < 60  # no simulation ran (it compiles, then runs)
+        assert main(["run", str(study), *map(str, args), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "folder.nc", "old.nc", "plain.zarr", "tiny.toml"]
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "ro"
         locked.mkdir(mode=0o500)
-        line = _one_error_line(_cli("run", study, "-o", locked / "r.nc", "--quiet"))
-        assert "is not writable" in line
+        assert main(["run", str(study), "-o", str(locked / "r.nc"), "--quiet"]) == 2
+        assert "is not writable" in capsys.readouterr().err
 
 
-def test_one_overwrite_policy_and_the_umask(tmp_path):
+def test_one_overwrite_policy_and_the_umask(tmp_path, capsys):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY_TOML.format(instances=6))
     out, png = tmp_path / "r.nc", tmp_path / "r.png"
-    args = ["run", study, "-o", out, "--plot", png, "--quiet", "--seed", "1"]
-    assert _cli(*args, umask=0o022).returncode == 0
+    args = ["run", str(study), "-o", str(out), "--plot", str(png), "--quiet", "--seed", "1"]
+    proc = _cli(*args, umask=0o022)
+    assert proc.returncode == 0, proc.stderr
     assert (out.stat().st_mode & 0o777, png.stat().st_mode & 0o777) == (0o644, 0o644)
     first = out.read_bytes()
-    line = _one_error_line(_cli(*args, umask=0o022))
+    line = _one_error_line(_cli(*args))  # the user's exit code and wording
     assert "r.nc exists: pass --overwrite to replace it" in line and "overwrite=True" not in line
+    assert out.read_bytes() == first
+    out.unlink()
+    assert main([*args]) == 2  # the plot is an output too: same policy
+    assert "plot " in capsys.readouterr().err and not out.exists()
     png.unlink()
-    out.unlink()
-    out.write_bytes(b"x")
-    assert "r.nc exists" in _one_error_line(_cli(*args))  # one policy: .nc refused first
-    out.unlink()
-    proc = _cli(*args, umask=0o077)
-    assert proc.returncode == 0, proc.stderr
+    old = os.umask(0o077)
+    try:
+        assert main(args) == 0
+    finally:
+        os.umask(old)
     assert (out.stat().st_mode & 0o777, png.stat().st_mode & 0o777) == (0o600, 0o600)
-    line = _one_error_line(_cli("run", study, "-o", tmp_path / "s.nc", "--plot", png,
-                                "--quiet"))
-    assert "plot " in line and "r.png exists: pass --overwrite" in line
-    assert _cli(*args, "--overwrite", umask=0o022).returncode == 0
-    assert (out.stat().st_mode & 0o777) == 0o644
-    assert mcmtj.open_results(out).attrs["seed"] == "1" and out.read_bytes() != first
-    assert not list(tmp_path.glob("*.tmp"))
+    assert main([*args, "--overwrite"]) == 0
+    assert mcmtj.open_results(out).attrs["seed"] == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc", "r.png", "tiny.toml"]
     # a zarr store: refused, then replaced with --overwrite
     z = tmp_path / "r.zarr"
-    zargs = ["run", study, "-o", z, "--quiet", "--seed", "1"]
-    assert main([str(a) for a in zargs]) == 0
-    assert main([str(a) for a in zargs]) == 2
+    zargs = ["run", str(study), "-o", str(z), "--quiet", "--seed", "1"]
+    assert main(zargs) == 0
+    capsys.readouterr()
+    assert main(zargs) == 2
+    assert "pass --resume to finish its run, or --overwrite" in capsys.readouterr().err
     (z / "junk").write_text("from the old store")
-    assert main([str(a) for a in [*zargs, "--overwrite"]]) == 0
+    assert main([*zargs, "--overwrite"]) == 0
     assert not (z / "junk").exists() and store_status(z).complete
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_locked_temporaries_of_live_writers_are_kept(tmp_path):
