@@ -234,7 +234,7 @@ def _print_damage(report) -> None:
     print(f"{report.path}: DAMAGED: {len(report.damaged)} block(s)"
           f"{', per-solution data' if report.damaged_static else ''}")
     for key, reason in report.damaged:
-        print(f"  {layout.describe(layout.task_of(key))}: {reason}")
+        print(f"  {layout.describe(key)}: {reason}")
     for name, reason in report.damaged_static:
         print(f"  variable {name}: {reason}")
     from .store import resume_hint

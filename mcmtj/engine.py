@@ -11,6 +11,7 @@ Dataset is bit-identical for any thread count, chunk size or executor.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -650,7 +651,7 @@ def check_resources(plan: Plan, layout, target) -> None:
     OSError
         Not enough disk space.
     """
-    from .results import _NC_OVERHEAD, human_bytes
+    from .results import _NC_OVERHEAD, human_bytes, os_error
 
     size = result_bytes(plan)
     folder = None if target is None else (Path(target).parent or Path("."))
@@ -662,23 +663,24 @@ def check_resources(plan: Plan, layout, target) -> None:
         need = 2 * size if target is not None else size
         avail = _available_memory()
         if avail is not None and need > avail:
-            where = f"-o {target}" if target is not None else "in memory"
+            where = f"-o {target}" if target is not None else "memory"
             raise ValueError(
                 f"the run is too large for {where}: its results need about "
                 f"{human_bytes(need)} of memory, {human_bytes(avail)} are available; write "
                 "it to a .zarr store instead (streamed block by block, resumable)")
         if free is not None and size + _NC_OVERHEAD > free:
-            raise OSError(28, f"not enough space for {target}: needs about "
-                          f"{human_bytes(size + _NC_OVERHEAD)}, {human_bytes(free)} free in "
-                          f"{folder}")
+            raise os_error(errno.ENOSPC, f"not enough space for {target}: needs about "
+                           f"{human_bytes(size + _NC_OVERHEAD)}, {human_bytes(free)} free in "
+                           f"{folder}")
         return
     # a store's size cannot be known before it is written (chunks are compressed): refuse
     # only a disk that cannot hold its structure and one uncompressed block; a disk that
     # fills later stops the run with one line and the store resumes
     need = size // max(1, layout.n_tasks) + _STORE_OVERHEAD
     if free is not None and need > free:
-        raise OSError(28, f"not enough space for {target}: its structure and one block need "
-                      f"about {human_bytes(need)}, {human_bytes(free)} free in {folder}")
+        raise os_error(errno.ENOSPC, f"not enough space for {target}: its structure and one "
+                       f"block need about {human_bytes(need)}, {human_bytes(free)} free in "
+                       f"{folder}")
 
 
 def count_names() -> list[str]:

@@ -146,6 +146,14 @@ def human_bytes(n: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
+def os_error(code: int | None, message: str) -> OSError:
+    """An ``OSError`` with ``errno`` set whose text is ``message`` alone (``OSError(code,
+    message)`` would print as ``[Errno 28] message``)."""
+    exc = OSError(message)
+    exc.errno = code
+    return exc
+
+
 def _overwrite_hint(cli: bool, resumable: bool) -> str:
     if cli:
         return ("pass --resume to finish its run, or --overwrite to replace it" if resumable
@@ -350,7 +358,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = True) -> 
     free = _free_bytes(folder)
     estimate = netcdf_size(ds)
     if free is not None and estimate > free:
-        raise OSError(errno.ENOSPC, f"not enough space to write {path}: needs about "
+        raise os_error(errno.ENOSPC, f"not enough space to write {path}: needs about "
                       f"{human_bytes(estimate)}, {human_bytes(free)} free in {folder}")
     image = _netcdf_image(ds)
     _write_file(path, image, folder)
@@ -377,10 +385,10 @@ def _write_file(path: Path, data, folder: Path) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             free = _free_bytes(folder)
             free_text = f", {human_bytes(free)} free" if free is not None else ""
-            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror} (needs "
+            raise os_error(exc.errno, f"cannot write {path}: {exc.strerror} (needs "
                           f"{human_bytes(len(view))}{free_text}); the previous file, if any, "
                           "is unchanged") from None
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
+        raise os_error(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)

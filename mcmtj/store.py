@@ -153,8 +153,14 @@ class Layout:
         return Task(point, s0, min(self.n_solutions, s0 + self.solution_block), start,
                     min(self.chunk_size, self.n_instances - start))
 
-    def describe(self, task: Task) -> str:
-        """A block in words: ``block 1.0.2 (point 1, solutions 0-1, instances 20-29)``."""
+    def describe(self, task: Task | str) -> str:
+        """A block (or marker name) in words: ``block 1.0.2 (point 1, solutions 0-1,
+        instances 20-29)``; a name that is no block of the run is quoted as it is."""
+        if isinstance(task, str):
+            try:
+                task = self.task_of(task)
+            except ValueError:
+                return f"marker {task!r}"
         return (f"block {self.key(task)} (point {task.point}, solutions {task.sol_start}-"
                 f"{task.sol_stop - 1}, instances {task.start}-{task.start + task.n - 1})")
 
@@ -373,7 +379,7 @@ class Verification:
         layout = self.status.layout
         parts = []
         for key, reason in self.damaged[:limit]:
-            parts.append(f"{layout.describe(layout.task_of(key))}: {reason}")
+            parts.append(f"{layout.describe(key)}: {reason}")
         parts += [f"variable {name}: {reason}" for name, reason in self.damaged_static[:limit]]
         n = len(self.damaged) + len(self.damaged_static)
         more = f" (and {n - len(parts)} more)" if n > len(parts) else ""
@@ -691,6 +697,11 @@ class ResultStore:
             The store holds a different run: another study (any field but
             ``run.chunk_size``, an execution setting), seed, inputs or mcmtj version. The
             one-line message names what differs; the store is not touched.
+
+        Notes
+        -----
+        Before resuming, :meth:`repair` reads every committed block once to check its
+        digests (a damaged block is recomputed): resuming costs one read of the store.
         """
         path = Path(path)
         status = store_status(path)
@@ -809,7 +820,7 @@ class ResultStore:
             self._done.discard(key)
             try:
                 task = self.layout.task_of(key)
-            except ValueError:
+            except ValueError:  # a file that names no block: removed, nothing to redo
                 continue
             for arr, _ in self._arrays.values():
                 _chunk_file(self.path, arr, self.layout.chunk_coords(task, arr.ndim)).unlink(
@@ -965,7 +976,7 @@ def _write_error(path: Path, exc: OSError, needed: int) -> OSError:
     """A write error of a store as one line: the store, the error, the space, the fix."""
     import errno
 
-    from .results import human_bytes
+    from .results import human_bytes, os_error
 
     what = exc.strerror or str(exc).splitlines()[0]
     space = ""
@@ -975,5 +986,5 @@ def _write_error(path: Path, exc: OSError, needed: int) -> OSError:
             space = f" (a block needs about {human_bytes(needed)}, {human_bytes(free)} free)"
         except OSError:
             pass
-    return OSError(exc.errno, f"cannot write {path}: {what}{space}; the blocks written so "
+    return os_error(exc.errno, f"cannot write {path}: {what}{space}; the blocks written so "
                    f"far are kept: free space, then `{resume_hint(path)}`")

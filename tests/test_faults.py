@@ -166,7 +166,7 @@ def test_cli_info_verify_and_resume_repair(tmp_path):
     out = tmp_path / "my results" / "r.zarr"  # a space: the resume hint quotes it
     out.parent.mkdir()
     run = ["run", study, "-o", out, "--seed", "3", "--chunk-size", "5", "--quiet"]
-    assert _cli(*run).returncode == 0
+    assert main([str(a) for a in run]) == 0
     clean = _files(out)
     (out / "write_fidelity" / "c" / "1" / "0" / "1").write_bytes(b"\0" * 5)
     info = _cli("info", out)
@@ -178,7 +178,7 @@ def test_cli_info_verify_and_resume_repair(tmp_path):
     assert verify.returncode == 1 and "block 1.0.1" in verify.stdout
     resumed = _cli(*run, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert _cli("verify", out).returncode == 0
+    assert main(["verify", str(out)]) == 0
     after = _files(out)
     # everything but the manifest (one session more) is byte-identical to the clean store
     assert {k: v for k, v in after.items() if not k.startswith("_mcmtj/")} == \
@@ -285,6 +285,7 @@ def test_a_really_full_disk_does_not_crash_the_interpreter(tiny_disk, monkeypatc
         mcmtj.save(big, path)  # refused before writing
 
 
+@pytest.mark.slow  # two runs on a tmpfs (root only)
 def test_cli_full_disk_is_one_line(tiny_disk, tmp_path):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY_TOML.format(instances=20000))  # ~6 MB of results
@@ -373,6 +374,8 @@ def test_a_1e12_instance_zarr_plan_is_bounded(tmp_path, tiny):
     assert sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) < 1e6
     ds = mcmtj.open_results(path, incomplete_ok=True)
     assert ds.sizes["instance"] == 10**12 and int(ds.instance[-1]) == 10**12 - 1
+    with pytest.raises(ValueError, match="too large for memory.*a .zarr store instead"):
+        mcmtj.simulate(study, seed=1, instances=10**12, prepared=prep)  # no store
     assert np.isfinite(ds.accuracy[0, 0, :64].values).all()
 
 
