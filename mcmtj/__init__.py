@@ -20,7 +20,8 @@ from mcmtj.networks.solutions import (  # noqa: E402
 from mcmtj.physics.circuit import transfer_matrix  # noqa: E402
 from mcmtj.run.block import prepare  # noqa: E402
 from mcmtj.run.engine import simulate  # noqa: E402
-from mcmtj.run.results import open_results, save  # noqa: E402
+from mcmtj.run.reader import open_results
+from mcmtj.run.results import save  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -8,6 +8,7 @@ is written in that case.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a study field, e.g. --set write.error_rate=0 (repeatable)")
     run.add_argument("--plot", type=Path, help="also draw accuracy vs write fidelity to this PNG")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing output (-o and --plot); without it an existing "
+                     "output is refused before any work")
     run.add_argument("--resume", action="store_true",
                      help="finish the run in an existing .zarr store (refused if it holds "
                      "another study or seed); starts it when it does not exist")
@@ -50,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="summarise a results file per sweep point")
     info.add_argument("results", type=Path)
     info.add_argument("--target", type=float, default=0.9, help="accuracy target for the yield")
+    info.add_argument("--verify", action="store_true",
+                      help="check every block's SHA-256 digest (reads the whole store), not "
+                      "only its marker and chunk sizes")
+
+    verify = sub.add_parser("verify", help="check a results file or store for damage "
+                            "(every block's digest); exit 1 when damaged")
+    verify.add_argument("results", type=Path, help="a .nc file or .zarr store")
 
     paper = sub.add_parser("paper", help="regenerate a paper's figures and report "
                            "(simulates what is missing)")
@@ -75,15 +86,7 @@ def _run(args) -> int:
             overrides[key] = value
     study = load_study(args.study, overrides)
     out = args.output
-    if out.suffix not in (".nc", ".zarr"):
-        raise ValueError(f"output {out}: must end in .nc or .zarr")
-    if out.suffix == ".zarr":
-        import importlib.util
-
-        if importlib.util.find_spec("zarr") is None:
-            raise ValueError(f"output {out}: .zarr stores need zarr: pip install 'mcmtj[zarr]'")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    _check_outputs(args)
     backend = args.backend or ("dask" if args.scheduler or args.workers else "cpu")
     if backend != "dask" and (args.scheduler or args.workers):
         raise ValueError("--scheduler and --workers need --backend dask")
@@ -105,7 +108,8 @@ def _run(args) -> int:
         executor = DaskExecutor(args.scheduler, n_workers=args.workers, threads=args.threads)
     try:
         ds = simulate(study, threads=args.threads, progress=None if not args.quiet else False,
-                      store=out, resume=args.resume, executor=executor)
+                      store=out, resume=args.resume, executor=executor,
+                      overwrite=args.overwrite)
     finally:
         if executor is not None:
             executor.close()
@@ -118,10 +122,49 @@ def _run(args) -> int:
 
         ax = accuracy_vs_write_fidelity(ds)
         ax.set_title(args.study.stem)
-        ax.figure.savefig(args.plot, dpi=150)
+        _save_figure(ax.figure, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     print(summary_table(ds, target=0.9))
     return 0
+
+
+def _check_outputs(args) -> None:
+    """Every output of ``mcmtj run`` checked before any work: the results path and the
+    plot path (format, writable folder, not a folder, existing output without
+    ``--overwrite``)."""
+    from mcmtj.run.results import check_output
+
+    out = args.output
+    if args.resume and out.suffix != ".zarr":
+        raise ValueError(f"--resume needs a .zarr output, not {out}")
+    check_output(out, overwrite=args.overwrite, resume=args.resume, cli=True)
+    if out.suffix == ".zarr":
+        import importlib.util
+
+        if importlib.util.find_spec("zarr") is None:
+            raise ValueError(f"output {out}: .zarr stores need zarr: pip install 'mcmtj[zarr]'")
+    if args.plot is not None:
+        from matplotlib.figure import Figure
+
+        formats = tuple(f".{k}" for k in Figure().canvas.get_supported_filetypes())
+        check_output(args.plot, formats=formats, overwrite=args.overwrite, cli=True,
+                     label="plot")
+        if args.plot.resolve() == out.resolve():
+            raise ValueError(f"--plot {args.plot} is the results output too")
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Save a figure atomically (temporary name, rename), with the umask's permissions."""
+    import os
+    import uuid
+
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+    try:
+        fig.savefig(tmp, dpi=150, format=path.suffix[1:].lower())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def summary_table(ds, target: float = 0.9) -> str:
@@ -158,13 +201,62 @@ def summary_table(ds, target: float = 0.9) -> str:
     return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
 
 
+def _verify(args) -> int:
+    """``mcmtj verify PATH``: every digest of a store (every checksum of a .nc file)."""
+    from mcmtj.run.reader import open_results
+    from mcmtj.run.store import store_status, verify_store
+
+    path = args.results
+    if not path.exists():
+        raise FileNotFoundError(f"results file not found: {path}")
+    if not path.is_dir():
+        try:
+            open_results(path)  # reads every chunk: HDF5 checks each Fletcher-32 checksum
+        except ValueError as exc:
+            print(f"{path}: DAMAGED: {exc}")
+            return 1
+        print(f"{path}: ok (every chunk's checksum verified)")
+        return 0
+    if store_status(path).layout is None:
+        open_results(path).load()  # a plain store (mcmtj.save): every CRC-32C on reading
+        print(f"{path}: ok (every chunk's checksum verified)")
+        return 0
+    report = verify_store(path, full=True)
+    if report.ok:
+        status = report.status
+        state = "complete" if status.complete else f"incomplete: {status.done}/{status.total}"
+        print(f"{path}: ok ({report.checked} blocks verified, {state})")
+        return 0
+    _print_damage(report)
+    return 1
+
+
+def _print_damage(report) -> None:
+    layout = report.status.layout
+    print(f"{report.path}: DAMAGED: {len(report.damaged)} block(s)"
+          f"{', per-solution data' if report.damaged_static else ''}")
+    for key, reason in report.damaged:
+        print(f"  {layout.describe(key)}: {reason}")
+    for name, reason in report.damaged_static:
+        print(f"  variable {name}: {reason}")
+    from mcmtj.run.store import resume_hint
+
+    print(f"  repair: {resume_hint(report.path)} (recomputes the damaged blocks)")
+
+
 def _info(args) -> int:
-    from mcmtj.run.results import open_results
-    from mcmtj.run.store import store_status
+    from mcmtj.run.reader import open_results
+    from mcmtj.run.store import store_status, verify_store
 
     path = args.results
     status = store_status(path) if path.is_dir() else None
-    ds = open_results(path, incomplete_ok=True)
+    if status is not None and status.layout is not None:
+        # every digest with --verify, and for stores small enough to read at once
+        report = verify_store(path, full=True if args.verify else "auto")
+        if not report.ok:
+            _print_damage(report)
+            return 1
+    ds = open_results(path, incomplete_ok=True, verify=False)
     attrs = ds.attrs
     print(f"{path}: {ds.sizes.get('solution', 0)} solutions x "
           f"{ds.sizes.get('instance', 0)} instances, seed {attrs.get('seed')}, "
@@ -175,8 +267,10 @@ def _info(args) -> int:
     elif complete:
         state = f"complete ({status.done}/{status.total} blocks)"
     else:
+        from mcmtj.run.store import resume_hint
+
         state = (f"INCOMPLETE: {status.done}/{status.total} blocks written; finish it with "
-                 f"`mcmtj run STUDY -o {path} --resume`")
+                 f"`{resume_hint(path)}`")
     created = attrs.get("created") or (status.created if status else "") or "unknown"
     versions = ", ".join(f"{k[len('version_'):]} {v}" for k, v in attrs.items()
                          if k.startswith("version_"))
@@ -194,7 +288,14 @@ def _info(args) -> int:
     for label, text in lines:
         print(f"  {label + ':':<14}{text}")
     if complete:
-        print(summary_table(ds, target=args.target))
+        try:
+            table = summary_table(ds, target=args.target)
+        except Exception as exc:  # noqa: BLE001 - a chunk failing its checksum when read
+            if status is None:
+                raise
+            raise ValueError(f"{path}: damaged data ({str(exc).splitlines()[0]}); "
+                             f"`mcmtj verify {shlex.quote(str(path))}` names the blocks") from None
+        print(table)
     return 0
 
 
@@ -214,6 +315,8 @@ def main(argv=None) -> int:
             return _run(args)
         if args.command == "paper":
             return _paper(args)
+        if args.command == "verify":
+            return _verify(args)
         return _info(args)
     except (ConfigError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"mcmtj: error: {exc}", file=sys.stderr)

@@ -71,3 +71,52 @@ def test_cli_dask_backend_on_a_local_cluster(tmp_path):
                  "--seed", "2", "--quiet"]) == 0
     xr.testing.assert_identical(mcmtj.open_results(tmp_path / "d.zarr"),
                                 mcmtj.open_results(tmp_path / "c.zarr"))
+
+
+@pytest.mark.slow  # two clusters, a worker restart: ~30 s on 2 cores
+def test_a_killed_worker_is_retried_and_a_lost_cluster_is_one_line(tmp_path):
+    import os
+
+    from mcmtj.run.executors import ClusterLost
+
+    study = mcmtj.Study().replace(**TINY)
+    prep = mcmtj.prepare(study)
+    cpu = _no_created(mcmtj.simulate(study, seed=9, prepared=prep))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", silence_logs=logging.CRITICAL) as c:
+        with distributed.Client(c) as client:
+            pids = []
+
+            def kill_the_worker_once(point, start, n):
+                if not pids:  # its nanny starts a new one; the lost blocks are rerun
+                    pids.extend(client.run(os.getpid).values())
+                    try:
+                        client.run(os._exit, 1)
+                    except Exception:  # noqa: BLE001 - the worker dies before it answers
+                        pass
+
+            out = mcmtj.simulate(study, seed=9, prepared=prep, executor=client, chunk_size=3,
+                                 store=tmp_path / "killed.zarr", on_chunk=kill_the_worker_once)
+            assert pids and list(client.run(os.getpid).values()) != pids
+    xr.testing.assert_identical(out.load(), cpu)
+
+    path = tmp_path / "lost.zarr"
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.CRITICAL)
+    client = distributed.Client(cluster)
+    try:
+        def close_the_cluster(point, start, n):
+            if cluster.status.name != "closed":
+                cluster.close()
+
+        with pytest.raises(ClusterLost) as err:
+            mcmtj.simulate(study, seed=9, prepared=prep, executor=client, chunk_size=3,
+                           store=path, on_chunk=close_the_cluster)
+    finally:
+        client.close()
+        cluster.close()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("the dask cluster is gone")
+    assert f"kept in {path}; resume with `mcmtj run STUDY -o {path} --resume`" in message
+    resumed = mcmtj.simulate(study, seed=9, prepared=prep, store=path, resume=True)
+    xr.testing.assert_identical(resumed.load(), cpu)

@@ -191,7 +191,8 @@ def test_store_arguments_are_checked_before_any_work(tmp_path, tiny):
     study, prep = tiny
     path = tmp_path / "r.zarr"
     mcmtj.simulate(study, seed=4, instances=3, prepared=prep, store=path)
-    with pytest.raises(ValueError, match="exists: resume it"):
+    with pytest.raises(FileExistsError, match="exists: pass resume=True to finish its run, "
+                       "or overwrite=True"):
         mcmtj.simulate(study, seed=4, instances=3, prepared=prep, store=path)
     with pytest.raises(ValueError, match="resume needs a .zarr store"):
         mcmtj.simulate(study, prepared=prep, store=tmp_path / "r.nc", resume=True)

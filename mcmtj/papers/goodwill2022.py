@@ -34,7 +34,8 @@ from mcmtj.config import Study, load_study
 from mcmtj.physics.device import MIN_DIAMETER, sample_parallel_conductance, tmr_at_bias
 from mcmtj.run import schema
 from mcmtj.run.engine import simulate
-from mcmtj.run.results import open_results, save
+from mcmtj.run.reader import open_results
+from mcmtj.run.results import save
 
 __all__ = [
     "PAPERS",

@@ -1,11 +1,13 @@
-"""Monte Carlo engine: ``simulate(study) -> xarray.Dataset``.
+"""The pure block layer: a study's ``Plan`` and ``run_block(plan, ...)``, the work unit that
+every executor, the store and the CUDA backend share (the orchestrator,
+:func:`mcmtj.run.engine.simulate`, sits above them all).
 
-Sweep points x solutions x instances. Each instance is a fresh physical array set
-(devices, defects, write, read, inference) simulated by the fused numba kernel in
-:mod:`mcmtj.kernels._engine_kernels`; Python only loops over sweep points and chunks of
-instances. Instance ``i`` of solution ``s`` at point ``p`` draws its random
-numbers from streams keyed by ``(seed, p, s, i)`` alone (:mod:`mcmtj.numerics._rng`), so a
-Dataset is bit-identical for any thread count, chunk size or executor.
+Each instance is a fresh physical array set (devices, defects, write, read, inference)
+simulated by the fused numba kernel in :mod:`mcmtj.kernels._engine_kernels`; Python only
+loops over sweep points and chunks of instances. Instance ``i`` of solution ``s`` at point
+``p`` draws its random numbers from streams keyed by ``(seed, p, s, i)`` alone
+(:mod:`mcmtj.numerics._rng`), so a Dataset is bit-identical for any thread count, chunk size
+or executor.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import xarray as xr
 from mcmtj._version import __version__
 from mcmtj.run import schema
 
-__all__ = ["build_dataset", "versions"]
+__all__ = ["build_dataset", "instance_coordinate", "versions"]
 
 
 def versions() -> dict[str, str]:
@@ -30,6 +30,34 @@ def versions() -> dict[str, str]:
 def _var(name, dims, data):
     long_name, units = schema.VARIABLES[name]
     return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
+
+
+#: instance counts up to this get a plain ``arange`` coordinate; above it a lazy range
+#: index (8 bytes per instance would not fit: a 1e12-instance store is legitimate)
+_ARANGE_MAX = 1 << 26
+
+
+def instance_coordinate(n: int) -> dict | xr.Coordinates:
+    """The ``instance`` coordinate ``0 .. n - 1`` without materialising huge ranges.
+
+    Parameters
+    ----------
+    n : int
+        Instances.
+
+    Returns
+    -------
+    dict or xarray.Coordinates
+        ``{"instance": np.arange(n)}`` up to ``2**26`` instances (a plain index, as
+        every Dataset had before), above that a lazy ``xarray.indexes.RangeIndex`` of
+        int64 values (memory independent of ``n``).
+    """
+    if n <= _ARANGE_MAX:
+        return {schema.INSTANCE: np.arange(n)}
+    from xarray.indexes import RangeIndex
+
+    return xr.Coordinates.from_xindex(
+        RangeIndex.arange(0, n, 1, dim=schema.INSTANCE, dtype=np.int64))
 
 
 def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
@@ -66,7 +94,7 @@ def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
         data[name] = _var(name, sol_dims + g_dims, shaped(values, True))
 
     n_sol, n_inst = plan.n_solutions, plan.n_instances
-    coords = {schema.SOLUTION: np.arange(n_sol), schema.INSTANCE: np.arange(n_inst)}
+    coords = {schema.SOLUTION: np.arange(n_sol)}
     for dim, (_, values) in zip(sweep_dims, study.sweep, strict=True):
         coords[dim] = np.asarray(values)
     if has_g:
@@ -80,5 +108,9 @@ def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **{f"version_{k}": v for k, v in versions().items()},
     }
-    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds = xr.Dataset(data, coords=coords, attrs=attrs).assign_coords(
+        instance_coordinate(n_inst))
     return ds.transpose(*sweep_dims, schema.SOLUTION, schema.INSTANCE, *g_dims)
+
+
+#: extra bytes a netCDF file needs beyond its arrays (HDF5 headers, attrs, chunk index)

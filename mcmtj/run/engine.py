@@ -11,6 +11,10 @@ Dataset is bit-identical for any thread count, chunk size or executor.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,15 +22,25 @@ import numpy as np
 import xarray as xr
 
 from mcmtj.config import Study
-from mcmtj.run.block import Prepared, _threads, count_names, make_plan
+from mcmtj.run.block import Plan, Prepared, _threads, count_names, make_plan
 from mcmtj.run.dataset import build_dataset
-from mcmtj.run.executors import as_executor
+from mcmtj.run.executors import ClusterLost, as_executor
 from mcmtj.run.progress import progress_bar
 from mcmtj.run.provenance import provenance_attrs
-from mcmtj.run.results import save
-from mcmtj.run.store import Layout, ResultStore, open_store
+from mcmtj.run.results import (
+    _NC_OVERHEAD,
+    check_output,
+    human_bytes,
+    os_error,
+    remove_stale_temporaries,
+    save,
+)
+from mcmtj.run.store import Layout, ResultStore, open_store, resume_hint
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "check_resources", "result_bytes"]
+
+#: bytes of a store's structure (metadata, coordinates) for the free-space check
+_STORE_OVERHEAD = 64 << 10
 
 
 def simulate(
@@ -43,6 +57,7 @@ def simulate(
     resume: bool = False,
     executor=None,
     solution_block: int | None = None,
+    overwrite: bool = False,
 ) -> xr.Dataset:
     """Monte Carlo simulation of a study.
 
@@ -77,9 +92,12 @@ def simulate(
         Where to write the results. A ``.zarr`` path: a zarr store written block by block
         while the run goes on (:mod:`mcmtj.run.store`), so memory is bounded by the blocks in
         flight, not by the run, and a killed run can be finished with ``resume=True``;
-        the path must not exist unless ``resume`` is set. A ``.nc`` path: one netCDF
-        file written atomically at the end (:func:`mcmtj.run.results.save`). Default: the
-        Dataset is returned only.
+        the path must not exist unless ``resume`` or ``overwrite`` is set. A ``.nc``
+        path: one netCDF file written atomically at the end (:func:`mcmtj.run.results.save`);
+        it must not exist unless ``overwrite`` is set. Default: the Dataset is returned
+        only. The path is checked before any work (:func:`mcmtj.run.results.check_output`:
+        format, writable folder, not a folder, existing output), and so are the memory
+        a ``.nc`` (or in-memory) run needs and the disk space of a ``.nc`` file.
     resume : bool, default False
         With a ``.zarr`` store: compute only the blocks it does not hold yet (all of them
         when it does not exist). Refused with a ValueError naming the difference, and
@@ -91,6 +109,9 @@ def simulate(
         or ``map``. Results are bit-identical for every choice.
     solution_block : int, optional
         Solutions per block (default: all). An execution setting like ``chunk_size``.
+    overwrite : bool, default False
+        Replace an existing output: a ``.nc`` file is replaced atomically at the end; an
+        existing ``.zarr`` store is removed before the run starts.
 
     Returns
     -------
@@ -107,8 +128,15 @@ def simulate(
     Raises
     ------
     ValueError
-        Bad execution settings, a store path that is neither ``.nc`` nor ``.zarr``, an
-        existing ``.zarr`` store without ``resume``, or a store that holds another run.
+        Bad execution settings, a store path that is neither ``.nc`` nor ``.zarr``, a
+        store that holds another run, or a ``.nc`` (or in-memory) run that cannot fit in
+        memory (the message suggests a ``.zarr`` store).
+    FileExistsError
+        The output exists and neither ``overwrite`` nor (``.zarr``) ``resume`` is set.
+    OSError
+        The output folder is missing or not writable, too little disk space for a
+        ``.nc`` file, a write error of the store (one line; the blocks written so far
+        are kept), or a Dask cluster lost (:class:`mcmtj.run.executors.ClusterLost`).
 
     Examples
     --------
@@ -119,16 +147,10 @@ def simulate(
     ('solution', 'instance')
     """
     target = None if store is None else Path(store)
-    if target is not None and target.suffix not in (".nc", ".zarr"):
-        raise ValueError(f"store {target}: must end in .nc (netCDF, written at the end) or "
-                         ".zarr (written while running, resumable)")
     if resume and (target is None or target.suffix != ".zarr"):
         raise ValueError("resume needs a .zarr store")
-    if target is not None and not target.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {target.parent}")
-    if target is not None and target.suffix == ".zarr" and target.exists() and not resume:
-        raise ValueError(f"{target} exists: resume it (resume=True, mcmtj run --resume) or "
-                         "remove it")
+    if target is not None:
+        check_output(target, overwrite=overwrite, resume=resume)
     if executor in (None, "cpu") and threads is not None:
         with _threads(threads):  # validates the range before any work
             pass
@@ -149,18 +171,25 @@ def simulate(
     if solution_block is not None and solution_block < 1:
         raise ValueError(f"solution_block = {solution_block} is out of range: must be >= 1")
     layout = Layout(study.sweep_shape, S, n_inst, chunk, min(solution_block or S, S))
+    check_resources(plan, layout, target)
     attrs = provenance_attrs(plan.prepared)
 
     writer = None
     if target is not None and target.suffix == ".zarr":
+        if target.exists() and not resume:  # overwrite (check_output refused otherwise)
+            _remove_store(target)
         if target.exists():
             writer = ResultStore.resume(target, plan, attrs)
             layout = writer.layout
         else:
             writer = ResultStore.create(target, plan, attrs, layout)
         tasks = writer.missing()
+        todo = writer.instances_missing()
     else:
-        tasks = list(layout.tasks())
+        if target is not None:
+            remove_stale_temporaries(target)
+        tasks = layout.tasks()  # a generator: a huge plan holds no task list
+        todo = layout.n_points * S * n_inst
         arrays = {name: np.empty((layout.n_points, S, n_inst, *tail),
                                  np.int32 if name in count_names() else np.float64)
                   for name, tail in plan.instance_vars().items()}
@@ -173,8 +202,7 @@ def simulate(
     runner, owned = as_executor(executor, threads)
     try:
         with contextlib.ExitStack() as stack:
-            bar = stack.enter_context(
-                progress_bar(sum(t.n_instances for t in tasks), progress))
+            bar = stack.enter_context(progress_bar(todo, progress))
             if writer is not None:
                 put = stack.enter_context(writer.writer())
             for task, block in runner.run(plan, tasks):
@@ -182,6 +210,11 @@ def simulate(
                 bar.update(task.n_instances)
                 if on_chunk is not None:
                     on_chunk(task.point, task.start, task.n)
+    except ClusterLost as exc:
+        kept = (f"the blocks finished so far are kept in {target}; resume with "
+                f"`{resume_hint(target)}`" if writer is not None
+                else "nothing was written (a .zarr store keeps finished blocks)")
+        raise ClusterLost(f"{exc}; {kept}") from None
     finally:
         if owned:
             runner.close()
@@ -189,10 +222,85 @@ def simulate(
             writer.close()
 
     if writer is not None:
-        return open_store(target)
+        return open_store(target, verify=False)  # just written (and repaired): trusted
 
     ds = build_dataset(plan, arrays)
     ds.attrs.update(attrs)
     if target is not None:
         save(ds, target)
     return ds
+
+
+def _remove_store(path) -> None:
+    """Remove a zarr store being replaced: renamed aside first, so that a store is never
+    seen half-deleted under its name."""
+    trash = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` on Linux)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def result_bytes(plan: Plan) -> int:
+    """Bytes of the per-instance results of a whole run (what a ``.nc`` run holds in
+    memory, and about what its file takes on disk)."""
+    per_instance = 0
+    counts = set(count_names())
+    for name, tail in plan.instance_vars().items():
+        per_instance += (4 if name in counts else 8) * int(np.prod(tail, dtype=np.int64))
+    return len(plan.points) * plan.n_solutions * plan.n_instances * per_instance
+
+
+def check_resources(plan: Plan, layout, target) -> None:
+    """Refuse, before any work, a run that cannot fit: memory of a ``.nc`` or in-memory
+    run (its results plus the netCDF image: 2x), disk space of a ``.nc`` file, and a
+    ``.zarr`` store on a disk that cannot hold even one block.
+
+    Raises
+    ------
+    ValueError
+        Not enough memory (the message suggests a ``.zarr`` store).
+    OSError
+        Not enough disk space.
+    """
+    size = result_bytes(plan)
+    folder = None if target is None else (Path(target).parent or Path("."))
+    try:
+        free = None if folder is None else shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if target is None or Path(target).suffix == ".nc":
+        need = 2 * size if target is not None else size
+        avail = _available_memory()
+        if avail is not None and need > avail:
+            where = f"-o {target}" if target is not None else "memory"
+            raise ValueError(
+                f"the run is too large for {where}: its results need about "
+                f"{human_bytes(need)} of memory, {human_bytes(avail)} are available; write "
+                "it to a .zarr store instead (streamed block by block, resumable)")
+        if free is not None and size + _NC_OVERHEAD > free:
+            raise os_error(errno.ENOSPC, f"not enough space for {target}: needs about "
+                           f"{human_bytes(size + _NC_OVERHEAD)}, {human_bytes(free)} free in "
+                           f"{folder}")
+        return
+    # a store's size cannot be known before it is written (chunks are compressed): refuse
+    # only a disk that cannot hold its structure and one uncompressed block; a disk that
+    # fills later stops the run with one line and the store resumes
+    need = size // max(1, layout.n_tasks) + _STORE_OVERHEAD
+    if free is not None and need > free:
+        raise os_error(errno.ENOSPC, f"not enough space for {target}: its structure and one "
+                       f"block need about {human_bytes(need)}, {human_bytes(free)} free in "
+                       f"{folder}")

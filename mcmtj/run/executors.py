@@ -13,7 +13,7 @@ Executors:
   parallel over instances with its own threads.
 - :class:`DaskExecutor` (``"dask"``): a ``dask.distributed`` cluster -- a
   ``LocalCluster`` of worker processes by default, or an existing scheduler by address
-  (the way past one machine). The plan is shipped to every worker once (scatter).
+  (the way past one machine). The plan is shipped to every worker once.
 - :class:`PoolExecutor`: any pool object with ``submit`` (``concurrent.futures``) or
   ``map`` (``multiprocessing.Pool``, emcee/schwimmbad-style pools).
 
@@ -23,6 +23,7 @@ a pool) into one of these.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -35,7 +36,8 @@ import numba
 from mcmtj.run.block import _threads, run_block
 from mcmtj.run.cuda import CudaExecutor
 
-__all__ = ["Task", "SerialExecutor", "DaskExecutor", "PoolExecutor", "as_executor", "run_task"]
+__all__ = ["Task", "SerialExecutor", "DaskExecutor", "PoolExecutor", "as_executor", "run_task",
+           "ClusterLost", "WORKER_LOSS_RETRIES"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,15 @@ class Task:
     def n_instances(self) -> int:
         """Instances simulated by the task (solutions x instances)."""
         return (self.sol_stop - self.sol_start) * self.n
+
+
+#: times a block is rerun after the worker running it died (dask's ``allowed-failures``)
+WORKER_LOSS_RETRIES = 3
+
+
+class ClusterLost(ConnectionError):
+    """The Dask cluster went away (scheduler gone, workers lost beyond the retries) while
+    blocks were running. A one-line message; a ``.zarr`` store keeps what was finished."""
 
 
 # One kernel call at a time per process: a worker with several dask threads then runs
@@ -199,10 +210,11 @@ class PoolExecutor:
 class DaskExecutor:
     """Run the tasks on a ``dask.distributed`` cluster.
 
-    Each task is one :func:`run_task` call on a worker; the plan is scattered to every
-    worker once. Results come back to this process as they complete (they are
-    per-instance scalars: 64 bytes per instance for the default variables) and are
-    written or stored here, so workers need no shared file system.
+    Each task is one :func:`run_task` call on a worker; the plan is one task of its
+    own, fetched by every worker once (recomputed by the scheduler if its worker dies).
+    Results come back to this process as they complete (they are per-instance scalars:
+    64 bytes per instance for the default variables) and are written or stored here, so
+    workers need no shared file system.
 
     Parameters
     ----------
@@ -225,6 +237,13 @@ class DaskExecutor:
         at least 4); bounds the memory of results waiting to be stored.
     timeout : float, default 30
         Seconds to wait for the scheduler at ``scheduler``.
+    worker_loss_retries : int, default :data:`WORKER_LOSS_RETRIES` (3)
+        A block whose worker dies (killed, out of memory, machine lost) is rerun on
+        another worker up to this many times (the ``LocalCluster``'s
+        ``distributed.scheduler.allowed-failures``; a scheduler given by address uses its
+        own setting). Beyond that, or when the scheduler or every worker is gone,
+        :meth:`run` raises :class:`ClusterLost` (one line); blocks already stored are
+        kept and ``resume`` finishes the run.
 
     Examples
     --------
@@ -235,7 +254,7 @@ class DaskExecutor:
 
     def __init__(self, scheduler: str | None = None, *, client=None, n_workers: int | None = None,
                  threads: int | None = None, max_in_flight: int | None = None,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, worker_loss_retries: int = WORKER_LOSS_RETRIES):
         if scheduler is not None and client is not None:
             raise ValueError("give either scheduler or client, not both")
         if n_workers is not None and n_workers < 1:
@@ -247,6 +266,10 @@ class DaskExecutor:
         self.threads = threads
         self.max_in_flight = max_in_flight
         self.timeout = timeout
+        if worker_loss_retries < 0:
+            raise ValueError(f"worker_loss_retries = {worker_loss_retries} is out of range: "
+                             "must be >= 0")
+        self.worker_loss_retries = worker_loss_retries
         self._client = client
         self._owned = []
 
@@ -268,8 +291,13 @@ class DaskExecutor:
                 self._owned.append(self._client)
             else:
                 n = self.n_workers or max(1, min(4, numba.config.NUMBA_NUM_THREADS))
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
+                import dask
+
+                with dask.config.set({"distributed.scheduler.allowed-failures":
+                                      self.worker_loss_retries}):
+                    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0",
+                                           silence_logs=logging.ERROR)
                 self._owned.append(cluster)
                 self._client = Client(cluster)
                 self._owned.append(self._client)
@@ -291,8 +319,11 @@ class DaskExecutor:
         if first is None:
             return
         threads = self.threads if self.threads is not None else _threads_per_worker(client)
-        plan_future = client.scatter(plan, broadcast=True, hash=False)
         run_id = uuid.uuid4().hex[:8]
+        # the plan as a task, not scattered data: scattered data dies with the worker
+        # holding it (its dependents are then cancelled, "reason: unknown"), while a
+        # task's result is recomputed by the scheduler on another worker
+        plan_future = client.submit(_identity, plan, key=f"mcmtj-plan-{run_id}", pure=False)
         pending = {}
         completed = as_completed()
 
@@ -308,16 +339,17 @@ class DaskExecutor:
                 submit(task)
             for fut in completed:
                 task = pending.pop(fut.key)
-                block = fut.result()
+                block = _result(fut, task, self.worker_loss_retries)
                 fut.release()
                 nxt = next(tasks, None)
                 if nxt is not None:
                     submit(nxt)
                 yield task, block
         finally:
-            for fut in list(completed.futures):
-                fut.cancel()
-            client.cancel([plan_future])
+            # best effort: with the cluster gone, cancelling fails too, and must not hide
+            # the error that says so
+            with contextlib.suppress(Exception):
+                client.cancel([*completed.futures, plan_future])
 
     def close(self) -> None:
         """Close the client and the ``LocalCluster`` this executor started."""
@@ -330,6 +362,31 @@ class DaskExecutor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _identity(value):
+    return value
+
+
+def _result(fut, task: Task, retries: int):
+    """A future's block; losing the cluster becomes one :class:`ClusterLost` line."""
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker:
+        raise ClusterLost(f"the dask workers running block (point {task.point}, instances "
+                          f"{task.start}-{task.start + task.n - 1}) died {retries + 1} times "
+                          "(out of memory? killed?)") from None
+    except Exception as exc:
+        # the scheduler connection lost, the cluster closed, every worker gone: dask
+        # cancels the futures (CancelledError, FutureCancelledError) or fails to talk
+        # (CommClosedError, an OSError)
+        if fut.status in ("cancelled", "lost") or isinstance(exc, (OSError, TimeoutError)) \
+                or "cancel" in type(exc).__name__.lower():
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ClusterLost(f"the dask cluster is gone ({reason})") from None
+        raise
 
 
 def as_executor(executor=None, threads: int | None = None):

@@ -5,9 +5,21 @@ A store is the result Dataset of :func:`mcmtj.run.dataset.build_dataset` laid ou
 
 - its attrs hold the *manifest*: the store format, the block layout (:class:`Layout`),
   when the store was created and one entry per session that wrote to it;
-- ``_mcmtj/done/`` holds one empty *marker* file per block whose arrays are fully written.
+- ``_mcmtj/done/`` holds one *marker* file per block whose arrays are fully written; it
+  records, per variable, the SHA-256 digest of exactly the values the block wrote and
+  the size of its chunk file.
 
-The store is created complete in structure -- coordinates, per-solution variables,
+Every chunk also carries a CRC-32C checksum (zarr's ``crc32c`` codec), so damaged bytes
+are refused whenever they are read. :func:`verify_store` checks a store: the fast way
+(markers, chunk files present with their committed sizes) or in full (every digest);
+:func:`open_store` refuses damaged blocks by name, and a resumed run recomputes them
+(and blocks without a marker), ending identical to an uninterrupted run.
+
+The ``instance`` coordinate is not stored: it is ``0 .. n - 1`` by definition, recorded
+by the layout in the manifest and rebuilt on opening (lazily for huge runs), so creating
+a store costs the same for any number of instances.
+
+The store is created complete in structure -- sweep coordinates, per-solution variables,
 attrs, empty per-instance arrays -- under a temporary name and renamed into place.
 Each block is then committed in two steps: its arrays are written (every zarr chunk
 file is itself written under a temporary name and renamed), then its marker is
@@ -30,10 +42,12 @@ import asyncio
 import contextlib
 import datetime as _dt
 import glob
+import hashlib
 import json
 import math
 import os
 import queue
+import shlex
 import shutil
 import threading
 import time
@@ -48,17 +62,19 @@ import xarray as xr
 
 from mcmtj.run import schema
 from mcmtj.run.block import count_names
-from mcmtj.run.dataset import build_dataset
+from mcmtj.run.dataset import build_dataset, instance_coordinate
 from mcmtj.run.executors import Task
+from mcmtj.run.results import human_bytes, os_error
 
-__all__ = ["Layout", "ResultStore", "StoreStatus", "store_status", "open_store", "is_zarr_path"]
+__all__ = ["Layout", "ResultStore", "StoreStatus", "store_status", "open_store", "is_zarr_path",
+           "verify_store", "Verification"]
 
 FORMAT = "mcmtj-zarr/1"
 META = "_mcmtj"
 DONE = "done"
 LOCK = "lock"
-#: instances per zarr chunk of the ``instance`` coordinate (written once, at creation)
-_COORD_CHUNK = 1 << 20
+#: version of the marker contents (digests per variable)
+_MARKER_VERSION = 1
 #: study fields that are execution settings: results do not depend on them
 _EXECUTION_KEYS = {"run.chunk_size"}
 
@@ -120,6 +136,52 @@ class Layout:
         """Marker name of a block: ``point.solution_block.chunk``."""
         block, chunk = task.sol_start // self.solution_block, task.start // self.chunk_size
         return f"{task.point}.{block}.{chunk}"
+
+    def task_of(self, key: str) -> Task:
+        """The block a marker name stands for (inverse of :meth:`key`).
+
+        Raises
+        ------
+        ValueError
+            ``key`` names no block of this layout.
+        """
+        try:
+            point, block, chunk = (int(k) for k in key.split("."))
+        except ValueError:
+            raise ValueError(f"not a block name: {key!r}") from None
+        s0, start = block * self.solution_block, chunk * self.chunk_size
+        if not (0 <= point < self.n_points and 0 <= s0 < self.n_solutions
+                and 0 <= start < self.n_instances):
+            raise ValueError(f"not a block of this run: {key!r}")
+        return Task(point, s0, min(self.n_solutions, s0 + self.solution_block), start,
+                    min(self.chunk_size, self.n_instances - start))
+
+    def describe(self, task: Task | str) -> str:
+        """A block (or marker name) in words: ``block 1.0.2 (point 1, solutions 0-1,
+        instances 20-29)``; a name that is no block of the run is quoted as it is."""
+        if isinstance(task, str):
+            try:
+                task = self.task_of(task)
+            except ValueError:
+                return f"marker {task!r}"
+        return (f"block {self.key(task)} (point {task.point}, solutions {task.sol_start}-"
+                f"{task.sol_stop - 1}, instances {task.start}-{task.start + task.n - 1})")
+
+    def region(self, task: Task) -> tuple:
+        """Index of a block in a per-instance array (sweep indices, solutions, instances)."""
+        sweep_idx = (np.unravel_index(task.point, self.sweep_shape)
+                     if self.sweep_shape else ())
+        return (*(int(i) for i in sweep_idx), slice(task.sol_start, task.sol_stop),
+                slice(task.start, task.start + task.n))
+
+    def chunk_coords(self, task: Task, ndim: int) -> tuple[int, ...]:
+        """Zarr chunk grid coordinates of a block in an array of ``ndim`` dims (blocks and
+        chunks are aligned: one chunk per block and variable)."""
+        sweep_idx = (np.unravel_index(task.point, self.sweep_shape)
+                     if self.sweep_shape else ())
+        coords = (*(int(i) for i in sweep_idx), task.sol_start // self.solution_block,
+                  task.start // self.chunk_size)
+        return coords + (0,) * (ndim - len(coords))
 
     def chunks(self, dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
         """Zarr chunk shape of a per-instance variable with these dims."""
@@ -235,7 +297,14 @@ def store_status(path: str | os.PathLike) -> StoreStatus:
                        list(manifest.get("sessions", [])))
 
 
-def open_store(path: str | os.PathLike, *, incomplete_ok: bool = False) -> xr.Dataset:
+def resume_hint(path: str | os.PathLike) -> str:
+    """The command that finishes (or repairs) the run in a store, with the path quoted
+    for a POSIX shell."""
+    return f"mcmtj run STUDY -o {shlex.quote(str(path))} --resume"
+
+
+def open_store(path: str | os.PathLike, *, incomplete_ok: bool = False,
+               verify: bool | str = True) -> xr.Dataset:
     """Open a zarr result store lazily (values are read from disk when used).
 
     Parameters
@@ -244,6 +313,12 @@ def open_store(path: str | os.PathLike, *, incomplete_ok: bool = False) -> xr.Da
     incomplete_ok : bool, default False
         Open a store whose run is not finished; blocks not yet written read as NaN
         (floats) and 0 (counts).
+    verify : bool or "full", default True
+        ``True``: check every committed block before opening -- in full (every SHA-256
+        digest) for stores of up to 256 MB of results, else the fast way (chunk files
+        present with the sizes they were committed with; values are still checked
+        against each chunk's CRC-32C when read). ``"full"``: every digest whatever the
+        size. ``False``: no check of the blocks (to salvage a damaged store).
 
     Raises
     ------
@@ -251,15 +326,193 @@ def open_store(path: str | os.PathLike, *, incomplete_ok: bool = False) -> xr.Da
         No store at ``path``.
     ValueError
         The store is incomplete (the message says how far it got and how to resume),
-        or it is not a zarr store.
+        holds damaged blocks (named, with the command that recomputes them), or is not
+        a zarr store.
     """
     status = store_status(path)
+    if verify and status.layout is not None:
+        report = verify_store(path, full=True if verify == "full" else "auto")
+        if not report.ok:
+            raise ValueError(report.message())
     if not status.complete and not incomplete_ok:
         raise ValueError(
             f"{status.path}: the run is incomplete ({status.done}/{status.total} blocks); "
-            f"finish it with `mcmtj run STUDY -o {status.path} --resume`"
+            f"finish it with `{resume_hint(status.path)}`"
         )
-    return xr.open_zarr(status.path, consolidated=False, chunks=None)
+    ds = xr.open_zarr(status.path, consolidated=False, chunks=None)
+    if status.layout is not None and schema.INSTANCE not in ds.variables:
+        ds = ds.assign_coords(instance_coordinate(status.layout.n_instances))
+    return ds
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify_store` found.
+
+    Attributes
+    ----------
+    path : Path
+    status : StoreStatus
+    full : bool
+        Whether every digest was recomputed (else sizes and markers only).
+    damaged : list of (str, str)
+        ``(block key, reason)`` for every committed block that is damaged.
+    damaged_static : list of (str, str)
+        ``(variable, reason)`` for damaged coordinates and per-solution variables.
+    checked : int
+        Committed blocks checked.
+    """
+
+    path: Path
+    status: StoreStatus
+    full: bool
+    damaged: list
+    damaged_static: list
+    checked: int
+
+    @property
+    def ok(self) -> bool:
+        """Nothing damaged."""
+        return not self.damaged and not self.damaged_static
+
+    def message(self, limit: int = 3) -> str:
+        """One line naming the damage (at most ``limit`` blocks) and the repair."""
+        layout = self.status.layout
+        parts = []
+        for key, reason in self.damaged[:limit]:
+            parts.append(f"{layout.describe(key)}: {reason}")
+        parts += [f"variable {name}: {reason}" for name, reason in self.damaged_static[:limit]]
+        n = len(self.damaged) + len(self.damaged_static)
+        more = f" (and {n - len(parts)} more)" if n > len(parts) else ""
+        return (f"{self.path}: {len(self.damaged)} damaged block(s)"
+                f"{' and damaged per-solution data' if self.damaged_static else ''}: "
+                f"{'; '.join(parts)}{more}; recompute them with `{resume_hint(self.path)}`")
+
+
+def _instance_arrays(group) -> dict:
+    out = {}
+    for name, arr in group.arrays():
+        dims = tuple(arr.metadata.dimension_names or ())
+        if schema.INSTANCE in dims and name != schema.INSTANCE:
+            out[name] = arr
+    return out
+
+
+def _chunk_file(path: Path, arr, coords: tuple[int, ...]) -> Path:
+    return path / arr.path / arr.metadata.encode_chunk_key(coords)
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).hexdigest()
+
+
+def _read_marker(marker: Path) -> dict | None:
+    """A marker's record ``{variable: [sha256, chunk bytes]}``; ``None`` for the empty
+    markers of stores written before digests existed (not checkable)."""
+    data = marker.read_bytes()
+    if not data:
+        return None
+    rec = json.loads(data)
+    if not isinstance(rec, dict) or rec.get("v") != _MARKER_VERSION:
+        raise ValueError("unknown marker format")
+    return rec["vars"]
+
+
+def _check_block(path: Path, layout: Layout, arrays: dict, key: str, full: bool) -> str | None:
+    """Why a committed block is damaged, or ``None``."""
+    try:
+        task = layout.task_of(key)
+        record = _read_marker(path / META / DONE / key)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable marker ({exc})"
+    if record is None:
+        return None
+    if set(record) != set(arrays):
+        return "marker does not list the store's variables"
+    for name, arr in arrays.items():
+        digest, size = record[name]
+        chunk = _chunk_file(path, arr, layout.chunk_coords(task, arr.ndim))
+        try:
+            actual = chunk.stat().st_size
+        except FileNotFoundError:
+            return f"chunk {chunk.relative_to(path)} is missing"
+        if actual != size:
+            return (f"chunk {chunk.relative_to(path)} has {actual} bytes, "
+                    f"{size} were written")
+    if full:
+        region = layout.region(task)
+        for name, arr in arrays.items():
+            try:
+                values = arr[region]
+            except Exception as exc:  # noqa: BLE001 - any codec error means damage
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                return f"{name} is unreadable ({first})"
+            if _digest(values) != record[name][0]:
+                return f"{name} differs from what was written (SHA-256)"
+    return None
+
+
+#: stores with at most this many bytes of per-instance results are verified in full when
+#: opened (reading them costs little more than opening them)
+_AUTO_FULL_BYTES = 256 << 20
+
+
+def verify_store(path: str | os.PathLike, *, full: bool | str = False) -> Verification:
+    """Check a zarr result store for damage.
+
+    Parameters
+    ----------
+    path : str or path-like
+    full : bool or "auto", default False
+        ``False``: every committed block's marker is readable and its chunk files exist
+        with the sizes they were committed with (fast: file sizes only). ``True``: also
+        read every block and compare its SHA-256 digests with the marker's (reads the
+        whole store), and check the coordinates and per-solution variables. ``"auto"``:
+        ``True`` for stores of up to 256 MB of per-instance results.
+
+    Returns
+    -------
+    Verification
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`store_status`.
+    """
+    import zarr
+
+    path = Path(path)
+    status = store_status(path)
+    if status.layout is None:
+        return Verification(path, status, full, [], [], 0)
+    group = zarr.open_group(path, mode="r", zarr_format=3)
+    arrays = _instance_arrays(group)
+    if full == "auto":
+        full = sum(arr.nbytes for arr in arrays.values()) <= _AUTO_FULL_BYTES
+    full = bool(full)
+    layout = status.layout
+    damaged = []
+    done_dir = path / META / DONE
+    keys = sorted(n for n in os.listdir(done_dir) if not n.startswith(".")) \
+        if done_dir.is_dir() else []
+    for key in keys:
+        reason = _check_block(path, layout, arrays, key, full)
+        if reason is not None:
+            damaged.append((key, reason))
+    static = []
+    recorded = (_read_manifest(path) or {}).get("static", {})
+    for name, (digest, size) in recorded.items():
+        try:
+            arr = group[name]
+            chunk = _chunk_file(path, arr, (0,) * arr.ndim)
+            if size is not None and chunk.stat().st_size != size:
+                static.append((name, "chunk size differs from what was written"))
+            elif full and _digest(arr[...]) != digest:
+                static.append((name, "differs from what was written (SHA-256)"))
+        except Exception as exc:  # noqa: BLE001 - a missing or undecodable chunk
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            static.append((name, f"unreadable ({first})"))
+    return Verification(path, status, full, damaged, static, len(keys))
 
 
 def _template(plan, attrs: dict) -> xr.Dataset:
@@ -332,10 +585,11 @@ class ResultStore:
         try:
             group = zarr.open_group(path, mode="r+", zarr_format=3)
             self._arrays = {}
-            for name, arr in group.arrays():
-                dims = tuple(arr.metadata.dimension_names or ())
-                if schema.INSTANCE in dims and name != schema.INSTANCE:
-                    self._arrays[name] = (arr, schema.GNORM in dims)
+            for name, arr in _instance_arrays(group).items():
+                # every block writes every chunk file, even one of fill values only, so
+                # that a deleted chunk is always noticed
+                arr = arr.with_config({"write_empty_chunks": True})
+                self._arrays[name] = (arr, schema.GNORM in arr.metadata.dimension_names)
             self._done_dir = path / META / DONE
             self._done = {n for n in os.listdir(self._done_dir) if not n.startswith(".")}
         except BaseException:
@@ -394,27 +648,28 @@ class ResultStore:
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             root = zarr.open_group(tmp, mode="w-", zarr_format=3)
+            static = {}
             for name, var in ds.variables.items():
-                per_instance = schema.INSTANCE in var.dims and name != schema.INSTANCE
+                if name == schema.INSTANCE:
+                    continue  # 0 .. n - 1: rebuilt from the layout on opening
+                per_instance = schema.INSTANCE in var.dims
                 if per_instance:
                     chunks = layout.chunks(var.dims, var.shape)
-                elif name == schema.INSTANCE:
-                    chunks = (min(_COORD_CHUNK, max(1, var.shape[0])),)
                 else:
                     chunks = tuple(max(1, n) for n in var.shape)
                 fill = np.nan if var.dtype.kind == "f" else 0
                 arr = root.create_array(name, shape=var.shape, chunks=chunks, dtype=var.dtype,
                                         fill_value=fill, dimension_names=var.dims,
-                                        attributes=dict(var.attrs))
-                if name == schema.INSTANCE:
-                    for i in range(0, var.shape[0], _COORD_CHUNK):
-                        stop = min(var.shape[0], i + _COORD_CHUNK)
-                        arr[i:stop] = np.arange(i, stop, dtype=var.dtype)
-                elif not per_instance:
-                    arr[...] = var.values
+                                        attributes=dict(var.attrs), compressors=_codecs())
+                if not per_instance:
+                    values = np.ascontiguousarray(var.values)
+                    arr[...] = values
+                    chunk = _chunk_file(tmp, arr, (0,) * arr.ndim)
+                    static[name] = [_digest(values),
+                                    chunk.stat().st_size if chunk.is_file() else None]
             root.attrs.update(dict(ds.attrs))
             manifest = {"format": FORMAT, "layout": layout.to_dict(), "created": created,
-                        "sessions": []}
+                        "sessions": [], "static": static}
             root.create_group(META, attributes=manifest)
             (tmp / META / DONE).mkdir()
             os.rename(tmp, path)
@@ -440,6 +695,11 @@ class ResultStore:
             The store holds a different run: another study (any field but
             ``run.chunk_size``, an execution setting), seed, inputs or mcmtj version. The
             one-line message names what differs; the store is not touched.
+
+        Notes
+        -----
+        Before resuming, :meth:`repair` reads every committed block once to check its
+        digests (a damaged block is recomputed): resuming costs one read of the store.
         """
         path = Path(path)
         status = store_status(path)
@@ -455,7 +715,12 @@ class ResultStore:
                              f"{'; '.join(diffs[:3])}{more}; the store was left as it is")
         manifest = _read_manifest(path)
         store = cls(path, status.layout, manifest)
-        store._add_session(resumed=True, attrs=attrs)
+        try:
+            store.repaired = store.repair(plan, attrs)
+            store._add_session(resumed=True, attrs=attrs)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _add_session(self, resumed: bool, attrs: dict) -> None:
@@ -468,9 +733,22 @@ class ResultStore:
         _write_manifest(self.path, {"sessions": self.manifest["sessions"]})
 
     # --- writing -----------------------------------------------------------------------
-    def missing(self) -> list[Task]:
-        """Blocks without a marker, in run order."""
-        return [t for t in self.layout.tasks() if self.layout.key(t) not in self._done]
+    def missing(self) -> Iterator[Task]:
+        """Blocks without a marker, in run order (generated lazily: a plan of 1e8 blocks
+        costs no memory)."""
+        done = set(self._done)
+        return (t for t in self.layout.tasks() if self.layout.key(t) not in done)
+
+    def instances_missing(self) -> int:
+        """Instances (solutions x instances) of the blocks without a marker."""
+        lay = self.layout
+        total = lay.n_points * lay.n_solutions * lay.n_instances
+        for key in self._done:
+            try:
+                total -= lay.task_of(key).n_instances
+            except ValueError:
+                pass
+        return total
 
     @property
     def n_done(self) -> int:
@@ -486,22 +764,77 @@ class ResultStore:
         block : dict
             :func:`mcmtj.run.block.run_block` of the task.
         """
-        sweep_idx = (np.unravel_index(task.point, self.layout.sweep_shape)
-                     if self.layout.sweep_shape else ())
-        region = (*(int(i) for i in sweep_idx), slice(task.sol_start, task.sol_stop),
-                  slice(task.start, task.start + task.n))
+        region = self.layout.region(task)
         items = []
         for name, (arr, has_gnorm) in self._arrays.items():
             values = block[name]
             if values.ndim == 3 and not has_gnorm:
                 values = values[..., 0]
-            items.append((arr, region, np.ascontiguousarray(values)))
-        _write_arrays(items)
+            items.append((name, arr, np.ascontiguousarray(values)))
+        for _, arr, _ in items:
+            # a chunk a killed or damaged writer left is replaced, never merged: zarr
+            # reads the old chunk of a partly covered (edge) chunk before writing it
+            _chunk_file(self.path, arr, self.layout.chunk_coords(task, arr.ndim)).unlink(
+                missing_ok=True)
+        try:
+            _write_arrays([(arr, region, values) for _, arr, values in items])
+        except OSError as exc:
+            raise _write_error(self.path, exc, sum(v.nbytes for _, _, v in items)) from None
+        record = {}
+        for name, arr, values in items:
+            chunk = _chunk_file(self.path, arr, self.layout.chunk_coords(task, arr.ndim))
+            record[name] = [_digest(values), chunk.stat().st_size]
         key = self.layout.key(task)
         tmp = self._done_dir / f".{key}.{uuid.uuid4().hex[:8]}"
-        tmp.write_bytes(b"")
-        os.replace(tmp, self._done_dir / key)
+        try:
+            tmp.write_text(json.dumps({"v": _MARKER_VERSION, "vars": record}), encoding="utf-8")
+            os.replace(tmp, self._done_dir / key)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _write_error(self.path, exc, 4096) from None
         self._done.add(key)
+
+    def repair(self, plan=None, attrs: dict | None = None) -> list[str]:
+        """Make the store's committed blocks trustworthy before resuming.
+
+        Removes zarr's ``*.partial`` files of killed writers, checks every committed
+        block in full (:func:`verify_store`) and un-commits damaged ones (their marker
+        and chunk files are removed, so the run recomputes them). Damaged coordinates
+        or per-solution variables are rewritten from ``plan`` when given.
+
+        Returns
+        -------
+        list of str
+            One description per block or variable repaired or scheduled for recomputing.
+        """
+        for partial in self.path.rglob("*.partial"):
+            partial.unlink(missing_ok=True)
+        for stale in self._done_dir.glob(".*"):  # markers of killed committers
+            stale.unlink(missing_ok=True)
+        report = verify_store(self.path, full=True)
+        out = []
+        for key, reason in report.damaged:
+            (self._done_dir / key).unlink(missing_ok=True)
+            self._done.discard(key)
+            try:
+                task = self.layout.task_of(key)
+            except ValueError:  # a file that names no block: removed, nothing to redo
+                continue
+            for arr, _ in self._arrays.values():
+                _chunk_file(self.path, arr, self.layout.chunk_coords(task, arr.ndim)).unlink(
+                    missing_ok=True)
+            out.append(f"{self.layout.describe(task)}: {reason}")
+        if report.damaged_static and plan is not None:
+            import zarr
+
+            ds = _template(plan, attrs or {})
+            group = zarr.open_group(self.path, mode="r+", zarr_format=3)
+            for name, reason in report.damaged_static:
+                chunk = _chunk_file(self.path, group[name], (0,) * group[name].ndim)
+                chunk.unlink(missing_ok=True)
+                group[name][...] = np.ascontiguousarray(ds[name].values)
+                out.append(f"variable {name}: {reason} (rewritten)")
+        return out
 
     @contextlib.contextmanager
     def writer(self, depth: int = 2):
@@ -628,3 +961,26 @@ def _lock(path: Path):
         os.close(fd)
         raise ValueError(f"{path} is being written by another process") from None
     return fd
+
+
+def _codecs():
+    """Chunk compression with a CRC-32C checksum: zarr refuses a damaged chunk on reading."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return (ZstdCodec(), Crc32cCodec())
+
+
+def _write_error(path: Path, exc: OSError, needed: int) -> OSError:
+    """A write error of a store as one line: the store, the error, the space, the fix."""
+    import errno
+
+    what = exc.strerror or str(exc).splitlines()[0]
+    space = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        try:
+            free = shutil.disk_usage(path).free
+            space = f" (a block needs about {human_bytes(needed)}, {human_bytes(free)} free)"
+        except OSError:
+            pass
+    return os_error(exc.errno, f"cannot write {path}: {what}{space}; the blocks written so "
+                   f"far are kept: free space, then `{resume_hint(path)}`")
