@@ -442,8 +442,11 @@ def simulate(
     prepared : Prepared, optional
         Pre-loaded solutions and data (from :func:`prepare`), to skip loading/training.
     progress : bool, optional
-        Show a tqdm bar; default: only when stderr is a terminal. With a parallel
-        executor it advances as blocks complete on any worker.
+        True: a tqdm bar; False: nothing; None (default): a tqdm bar when stderr is a
+        terminal, else one-line records of the ``"mcmtj"`` logger (level INFO: instances
+        done, instances/s, ETA; see :mod:`mcmtj.progress`), which also says, before the
+        first kernel call, whether numba compiles (and about how long) or loads them.
+        With a parallel executor it advances as blocks complete on any worker.
     on_chunk : callable, optional
         Called with ``(point, start, n)`` after each block is computed.
     store : str or path-like, optional
@@ -494,7 +497,7 @@ def simulate(
     from pathlib import Path
 
     from .executors import as_executor
-    from .progress import progress_bar
+    from .progress import compile_notice, progress_bar
     from .provenance import provenance_attrs
     from .store import Layout, ResultStore, open_store
 
@@ -519,6 +522,10 @@ def simulate(
         overrides["run.instances"] = instances
     if overrides:
         study = study.replace(**overrides)
+    # input errors (files, a layer that does not fit) first; then the notice, before
+    # make_plan's software predictions, the first kernel call
+    prepared = prepared or prepare(study)
+    compile_notice(_kernels(study, executor), progress)
     plan = make_plan(study, prepared)
     n_inst = plan.n_instances
     S = plan.n_solutions
@@ -578,6 +585,13 @@ def simulate(
     if target is not None:
         save(ds, target)
     return ds
+
+
+def _kernels(study: Study, executor) -> list:
+    """The numba kernels a run calls in this process (or on this machine's workers)."""
+    cuda = executor == "cuda" or type(executor).__name__ == "CudaExecutor"
+    chunk = K.simulate_chunk_circuit if circuit_on(study) else K.simulate_chunk_core
+    return [K.software_predictions] if cuda else [K.software_predictions, chunk]
 
 
 def count_names() -> list[str]:
