@@ -640,6 +640,11 @@ def _point_styles(n):
     return [(colours[i], _style(i)[1], _style(i)[0]) for i in range(n)]
 
 
+def _room_for_legend(ax, entries):
+    """Raise the y limit so that an upper-left legend of ``entries`` lines clears the data."""
+    ax.set_ylim(0, ax.get_ylim()[1] * (1.05 + 0.09 * entries))
+
+
 def write_fidelity_by_point(ds, ax=None):
     """Write fidelity distribution, one step histogram per sweep point.
 
@@ -665,10 +670,11 @@ def write_fidelity_by_point(ds, ax=None):
         ax.hist(v, bins=edges, weights=np.full(v.size, 100.0 / max(v.size, 1)),
                 histtype="step", color=colour, ls=ls, lw=1.4,
                 label=f"{label} (mean {np.mean(v):.2f} %)")
+    _room_for_legend(ax, len(points))
     ax.set_xlabel("write fidelity: devices in their target state (%)")
     ax.set_ylabel("instances (% of the sweep point's)")
     ax.set_title("write fidelity", fontsize="medium")
-    ax.legend(frameon=False, fontsize="x-small", loc="upper left")
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
     return ax
 
 
@@ -700,10 +706,11 @@ def accuracy_by_point(ds, ax=None):
     if schema.SOFTWARE_ACCURACY in ds:
         sw = float(_at_gnorm(ds[schema.SOFTWARE_ACCURACY]).median()) * 100
         ax.axvline(sw, color="k", ls="--", lw=1, label=f"software, median ({sw:.1f} %)")
+    _room_for_legend(ax, len(points) + 1)
     ax.set_xlabel(f"accuracy on the {_eval_split(ds)} split (%)")
     ax.set_ylabel("instances (% of the sweep point's)")
     ax.set_title("accuracy", fontsize="medium")
-    ax.legend(frameon=False, fontsize="x-small", loc="upper left")
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
     return ax
 
 
@@ -780,7 +787,7 @@ def yield_vs_write_fidelity(ds, ax=None, target=0.9, min_instances=30, confidenc
         ax.text(0.5, 0.5, f"fewer than {min_instances} instances per sweep point",
                 transform=ax.transAxes, ha="center", va="center", fontsize="small")
         return ax
-    ax.legend(frameon=False, fontsize="x-small", loc="best", title_fontsize="x-small",
+    ax.legend(frameon=False, fontsize="small", loc="lower right", title_fontsize="small",
               title=f"bands: {confidence * 100:g} % Wilson intervals;\n"
               f"bins with >= {min_instances} instances")
     return ax
@@ -818,7 +825,7 @@ def run_overview(ds, name=None, target=0.9):
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), layout="constrained",
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained",
                              gridspec_kw={"width_ratios": [1, 1, 1.3]})
     write_fidelity_by_point(ds, axes[0])
     accuracy_by_point(ds, axes[1])

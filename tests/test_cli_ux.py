@@ -314,3 +314,17 @@ def test_ctrl_c_on_a_dask_run_stops_the_cluster_too(study, tmp_path):
         time.sleep(0.5)
     else:
         raise AssertionError("processes of the run are still alive")
+
+
+def test_stop_hint_for_paper_names_the_results_kept(tmp_path):
+    """`mcmtj paper` stopped: which stored results the next run reuses (the signal path
+    itself is the one the run tests above exercise)."""
+    from mcmtj.cli import _parser, _resume_hint
+
+    results = tmp_path / "out" / "results"
+    results.mkdir(parents=True)
+    (results / "nist.nc").write_bytes(b"")
+    argv = ["paper", "goodwill2022", "--quick", "--out", str(tmp_path / "out")]
+    hint = _resume_hint(_parser().parse_args(argv), argv)
+    assert hint == (f"1 finished result file(s) kept in {results}, reused by the next run; "
+                    f"go on with: mcmtj paper goodwill2022 --quick --out {tmp_path / 'out'}")
