@@ -197,3 +197,78 @@ def test_resistance_and_software_figures():
         ax = plotting.software_accuracy_distribution({"A": ds, "B": results(seed=3)}, split=split)
         heights = [p.get_height() for p in ax.patches]
         assert sum(heights) == pytest.approx(200)  # two sets, each 100 %
+
+
+# --- ``mcmtj run --plot``: one colour per sweep point ------------------------------------
+
+
+def _two_sizes_same_fidelity():
+    """Two sweep points with identical write fidelities k/192 (every k in 170..192 present),
+    where every instance of the small size misses the accuracy target and every instance of
+    the large one meets it: yields 0 % and 100 % at every fidelity, by construction."""
+    k = np.tile(np.arange(170, 193), 40)  # 23 fidelity values x 40 instances each
+    wf = np.stack([k, k]) / N_DEV
+    acc = np.stack([np.full(k.size, 20 / N_TEST), np.full(k.size, 29 / N_TEST)])
+    dims = ("diameter", SOLUTION, INSTANCE)
+    return xr.Dataset(
+        {
+            ACCURACY: (dims, acc[:, None, :]),
+            WRITE_FIDELITY: (dims, wf[:, None, :]),
+            SOFTWARE_ACCURACY: (("diameter", SOLUTION), np.full((2, 1), 1.0)),
+        },
+        coords={"diameter": [40e-9, 100e-9]},
+        attrs={"study": '[sweep]\n"device.diameter" = [4e-8, 1e-7]\n', "seed": "7"},
+    )
+
+
+def test_yield_vs_write_fidelity_one_line_per_point_with_its_own_yield():
+    ds = _two_sizes_same_fidelity()
+    ax = plotting.yield_vs_write_fidelity(ds, target=0.9)
+    lines = ax.get_lines()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["40 nm", "100 nm"]
+    assert len(lines) == 2
+    for line, expected in zip(lines, (0.0, 100.0), strict=True):
+        # x on the lattice k/192, every value present (40 instances each >= 30)
+        np.testing.assert_allclose(line.get_xdata(), np.arange(170, 193) / N_DEV * 100)
+        np.testing.assert_allclose(line.get_ydata(), expected)
+    # too few instances per fidelity value: whole neighbouring values merged (2 per bin,
+    # the last alone), never a bin that splits a value
+    ax = plotting.yield_vs_write_fidelity(ds, min_instances=41)
+    x = ax.get_lines()[0].get_xdata()
+    np.testing.assert_allclose(x, (np.arange(170, 192, 2) + 0.5) / N_DEV * 100)
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), 100.0)
+    # fewer instances than the threshold at all: nothing drawn rather than noise
+    ax = plotting.yield_vs_write_fidelity(ds, min_instances=10**4)
+    assert not ax.get_lines()
+
+
+def test_per_point_histograms_have_no_aliasing_gaps():
+    ds = _two_sizes_same_fidelity()
+    ax = plotting.write_fidelity_by_point(ds)
+    assert len(ax.patches) == 2
+    for patch in ax.patches:
+        heights = patch.get_xy()[:, 1][1:-1:2]  # the step outline visits each bin twice
+        assert heights.size == 23  # one bin per value k/192, k = 170..192
+        np.testing.assert_allclose(heights, 100 / 23)  # every bin filled: no white stripe
+    ax = plotting.accuracy_by_point(ds)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["40 nm (median 66.7 %)", "100 nm (median 96.7 %)"]
+    assert "software" in labels[2]
+
+
+def test_run_overview_titles_and_grid_of_sweep_points():
+    ds = results(n_sol=2, n_inst=40)
+    ds = xr.concat([ds, ds], dim=xr.DataArray([0.0, 0.01], dims="stuck_p", name="stuck_p"))
+    ds = ds.transpose("diameter", "stuck_p", ...)  # sweep dims in the study's order
+    ds.attrs["study"] = ('[sweep]\n"device.diameter" = [4e-8, 6e-8, 8e-8]\n'
+                         '"defects.stuck_p" = [0.0, 0.01]\n')
+    ds.attrs["seed"] = "5"
+    fig = plotting.run_overview(ds, name="grid")
+    title = fig._suptitle.get_text()
+    assert "grid: 2 solutions x 40 array instances at each of 6 sweep points" in title
+    assert "seed 5" in title and "gain 1" in title
+    wf_ax, acc_ax, yield_ax = fig.axes
+    labels = [t.get_text() for t in yield_ax.get_legend().get_texts()]
+    assert labels == [f"{d} nm, stuck_p {s:g}" for d in (40, 60, 80) for s in (0, 0.01)]
+    assert "write fidelity" in wf_ax.get_xlabel() and "(%)" in wf_ax.get_xlabel()
+    assert "accuracy" in acc_ax.get_xlabel() and "yield" in yield_ax.get_ylabel()

@@ -28,6 +28,11 @@ __all__ = [
     "software_accuracy_distribution",
     "write_fidelity_distribution",
     "yield_vs_size",
+    # the ``mcmtj run --plot`` overview
+    "accuracy_by_point",
+    "run_overview",
+    "write_fidelity_by_point",
+    "yield_vs_write_fidelity",
 ]
 
 _POOLED = (schema.SOLUTION, schema.INSTANCE)
@@ -556,3 +561,281 @@ def software_accuracy_distribution(data, ax=None, split="test", gnorm=None):
     ax.set_ylabel("solutions (%)")
     ax.legend(frameon=False, fontsize="x-small", loc="upper left")
     return ax
+
+
+# --- the overview that ``mcmtj run --plot`` draws: one colour per sweep point --------------
+
+
+def _sweep_points(ds, var):
+    """``[(label, DataArray over solution x instance), ...]`` per sweep point of ``var``
+    (all sweep dims crossed, C order), at gain 1.0 when there is a ``gnorm`` dim."""
+    import itertools
+
+    da = _at_gnorm(ds[var])
+    dims = [d for d in da.dims if d not in _POOLED]
+    units = _sweep_units(ds)
+    points = []
+    for combo in itertools.product(*(range(da.sizes[d]) for d in dims)):
+        sel = dict(zip(dims, combo, strict=True))
+        label = ", ".join(_value_label(d, da[d].values[i], units.get(d, ""))
+                          for d, i in sel.items())
+        points.append((label or "all instances", da.isel(sel)))
+    return points
+
+
+def _sweep_units(ds) -> dict[str, str]:
+    """Sweep dim -> unit of its study field (from the study recorded in the attrs)."""
+    import dataclasses
+    import tomllib
+
+    from mcmtj.config import Study
+
+    try:
+        sweep = tomllib.loads(ds.attrs.get("study", "")).get("sweep", {})
+    except tomllib.TOMLDecodeError:
+        return {}
+    keys = list(_flat_keys(sweep))
+    base = Study()
+    units = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        fields = {}
+        if dataclasses.is_dataclass(getattr(base, section, None)):
+            fields = {f.name: f for f in dataclasses.fields(getattr(base, section))}
+        unit = fields[name].metadata.get("unit", "") if name in fields else ""
+        # dim names as Study.sweep_dims: the field name, the dotted key when not unique
+        dim = name if sum(k.split(".")[-1] == name for k in keys) == 1 else key
+        units[dim] = unit
+    return units
+
+
+def _flat_keys(table, prefix=""):
+    for k, v in table.items():
+        if isinstance(v, dict):
+            yield from _flat_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def _value_label(dim, value, unit) -> str:
+    """``40 nm``, ``pulse_width 10 ns``, ``stuck_p 0.01``: a sweep value in readable units."""
+    scaled = {"m": (1e9, "nm"), "s": (1e9, "ns")}
+    if unit in scaled:
+        factor, unit = scaled[unit]
+        value = value * factor
+    text = f"{value:g} {unit}".strip() if unit not in ("", "1") else f"{value:g}"
+    return text if dim == "diameter" else f"{dim} {text}"
+
+
+def _point_styles(n):
+    """(colour, line style, marker) per sweep point: an ordered colour map for order,
+    line styles and markers so that greyscale prints still tell them apart."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    colours = [cmap(x) for x in np.linspace(0.0, 0.85, n)] if n > 1 else ["0.1"]
+    return [(colours[i], _style(i)[1], _style(i)[0]) for i in range(n)]
+
+
+def _room_for_legend(ax, entries):
+    """Raise the y limit so that an upper-left legend of ``entries`` lines clears the data."""
+    ax.set_ylim(0, ax.get_ylim()[1] * (1.05 + 0.09 * entries))
+
+
+def write_fidelity_by_point(ds, ax=None):
+    """Write fidelity distribution, one step histogram per sweep point.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Results with ``write_fidelity``; every sweep point (all sweep dims crossed) is
+        one series, its solutions and instances pooled.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+        Instances (% of the point's) per possible write fidelity k / n_devices (bins
+        centred on those values, edges at half-steps, so none is empty by aliasing).
+    """
+    ax = _axes(ax)
+    points = _sweep_points(ds, schema.WRITE_FIDELITY)
+    edges = _lattice_edges(ds[schema.WRITE_FIDELITY].values.ravel()) * 100
+    for (label, da), (colour, ls, _) in zip(points, _point_styles(len(points)), strict=True):
+        v = da.values.ravel()
+        v = v[np.isfinite(v)] * 100
+        ax.hist(v, bins=edges, weights=np.full(v.size, 100.0 / max(v.size, 1)),
+                histtype="step", color=colour, ls=ls, lw=1.4,
+                label=f"{label} (mean {np.mean(v):.2f} %)")
+    _room_for_legend(ax, len(points))
+    ax.set_xlabel("write fidelity: devices in their target state (%)")
+    ax.set_ylabel("instances (% of the sweep point's)")
+    ax.set_title("write fidelity", fontsize="medium")
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
+    return ax
+
+
+def accuracy_by_point(ds, ax=None):
+    """Accuracy distribution, one step histogram per sweep point (bins on k / n_samples).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Results with ``accuracy`` (at gain 1.0, or the first, when there is a ``gnorm``
+        dim) and ``software_accuracy``.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+        Instances (% of the point's) per accuracy value; the median software accuracy
+        (no device effects) as a dashed line.
+    """
+    ax = _axes(ax)
+    points = _sweep_points(ds, schema.ACCURACY)
+    edges = _lattice_edges(_at_gnorm(ds[schema.ACCURACY]).values.ravel()) * 100
+    for (label, da), (colour, ls, _) in zip(points, _point_styles(len(points)), strict=True):
+        v = da.values.ravel()
+        v = v[np.isfinite(v)] * 100
+        ax.hist(v, bins=edges, weights=np.full(v.size, 100.0 / max(v.size, 1)),
+                histtype="step", color=colour, ls=ls, lw=1.4,
+                label=f"{label} (median {np.median(v):.1f} %)")
+    if schema.SOFTWARE_ACCURACY in ds:
+        sw = float(_at_gnorm(ds[schema.SOFTWARE_ACCURACY]).median()) * 100
+        ax.axvline(sw, color="k", ls="--", lw=1, label=f"software, median ({sw:.1f} %)")
+    _room_for_legend(ax, len(points) + 1)
+    ax.set_xlabel(f"accuracy on the {_eval_split(ds)} split (%)")
+    ax.set_ylabel("instances (% of the sweep point's)")
+    ax.set_title("accuracy", fontsize="medium")
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
+    return ax
+
+
+def _merged_lattice(edges, values, min_instances, keep=0.8):
+    """Lattice bin edges merged m at a time (m = 1, 2, ...) until, in every series of
+    ``values``, at least ``keep`` of the instances fall in bins holding ``min_instances``:
+    whole lattice steps per bin, so no bin is emptied or doubled by aliasing."""
+    for m in range(1, len(edges)):
+        merged = edges[::m] if (len(edges) - 1) % m == 0 else np.append(edges[::m], edges[-1])
+        ok = True
+        for v in values:
+            n = np.histogram(v, merged)[0]
+            if v.size and n[n >= min_instances].sum() < keep * v.size:
+                ok = False
+                break
+        if ok:
+            return merged
+    return edges[[0, -1]]
+
+
+def yield_vs_write_fidelity(ds, ax=None, target=0.9, min_instances=30, confidence=0.95):
+    """Yield against write fidelity, one line per sweep point: do points with the same
+    write fidelity have the same yield?
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Results with ``accuracy`` and ``write_fidelity``.
+    ax : matplotlib Axes, optional
+    target : float, default 0.9
+        Yield = fraction of instances with accuracy >= ``target``.
+    min_instances : int, default 30
+        Bins with fewer instances at a point are left out. Bins are the possible
+        fidelity values k / n_devices, merged a whole number of values at a time when
+        the run is too small for one bin per value (so none is emptied by aliasing).
+    confidence : float, default 0.95
+        Level of the Wilson interval drawn as a band (Monte Carlo over instances).
+
+    Returns
+    -------
+    matplotlib Axes
+        Per sweep point and fidelity bin: the yield (%) of the instances in the bin
+        against their mean write fidelity (%), with its interval.
+    """
+    from mcmtj.analysis._np import wilson_interval
+
+    ax = _axes(ax)
+    series = []
+    for (label, acc), (_, wf) in zip(_sweep_points(ds, schema.ACCURACY),
+                                     _sweep_points(ds, schema.WRITE_FIDELITY), strict=True):
+        a, w = acc.values.ravel(), wf.broadcast_like(acc).values.ravel()
+        ok = np.isfinite(a) & np.isfinite(w)
+        series.append((label, a[ok], w[ok]))
+    edges = _merged_lattice(_lattice_edges(ds[schema.WRITE_FIDELITY].values.ravel()),
+                            [w for _, _, w in series], min_instances)
+    for (label, a, w), (colour, ls, marker) in zip(series, _point_styles(len(series)),
+                                                   strict=True):
+        b = np.clip(np.searchsorted(edges, w) - 1, 0, edges.size - 2)
+        n = np.bincount(b, minlength=edges.size - 1)
+        hits = np.bincount(b, weights=(a >= target - 1e-9), minlength=edges.size - 1)
+        mean_w = np.bincount(b, weights=w, minlength=edges.size - 1) / np.maximum(n, 1)
+        keep = n >= min_instances
+        if not keep.any():
+            continue
+        low, high = wilson_interval(hits[keep].astype(int), n[keep], confidence)
+        x = mean_w[keep] * 100
+        ax.fill_between(x, low * 100, high * 100, color=colour, alpha=0.15, lw=0)
+        ax.plot(x, hits[keep] / n[keep] * 100, color=colour, ls=ls, marker=marker, ms=3.5,
+                lw=1.3, label=label)
+    ax.set_xlabel("write fidelity: devices in their target state (%)")
+    ax.set_ylabel(f"yield: instances with accuracy >= {target * 100:g} % (%)")
+    ax.set_title("yield at the same write fidelity", fontsize="medium")
+    if not ax.get_lines():
+        ax.text(0.5, 0.5, f"fewer than {min_instances} instances per sweep point",
+                transform=ax.transAxes, ha="center", va="center", fontsize="small")
+        return ax
+    ax.legend(frameon=False, fontsize="small", loc="lower right", title_fontsize="small",
+              title=f"bands: {confidence * 100:g} % Wilson intervals;\n"
+              f"bins with >= {min_instances} instances")
+    return ax
+
+
+def _eval_split(ds) -> str:
+    import tomllib
+
+    try:
+        study = tomllib.loads(ds.attrs.get("study", ""))
+    except tomllib.TOMLDecodeError:
+        return "evaluation"
+    return str(study.get("network", {}).get("eval_split", "test"))
+
+
+def run_overview(ds, name=None, target=0.9):
+    """The figure of ``mcmtj run --plot``: write fidelity, accuracy and yield against
+    write fidelity, one colour (and line style) per sweep point.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Results of one run (any sweep dims; at gain 1.0 when there is a ``gnorm`` dim).
+    name : str, optional
+        Study name for the title (default: the ``solutions`` attr).
+    target : float, default 0.9
+        Accuracy target of the yield panel.
+
+    Returns
+    -------
+    matplotlib Figure
+        Three panels side by side (:func:`write_fidelity_by_point`,
+        :func:`accuracy_by_point`, :func:`yield_vs_write_fidelity`) under a title naming
+        the study, the solutions, instances and sweep points.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    write_fidelity_by_point(ds, axes[0])
+    accuracy_by_point(ds, axes[1])
+    yield_vs_write_fidelity(ds, axes[2], target=target)
+    n_sol = ds.sizes.get(schema.SOLUTION, 0)
+    n_inst = ds.sizes.get(schema.INSTANCE, 0)
+    sweep = [d for d in ds[schema.ACCURACY].dims if d not in (*_POOLED, schema.GNORM)]
+    n_points = int(np.prod([ds.sizes[d] for d in sweep])) if sweep else 1
+    swept = f" ({' x '.join(sweep)})" if sweep else ""
+    gain = (f", gain {float(_at_gnorm(ds[schema.ACCURACY])[schema.GNORM]):g}"
+            if schema.GNORM in ds[schema.ACCURACY].dims else "")
+    title = (f"{name or ds.attrs.get('solutions', 'results')}: {n_sol} solutions x "
+             f"{n_inst:,} array instances at each of {n_points} sweep points{swept}{gain}, "
+             f"seed {ds.attrs.get('seed', '?')}")
+    fig.suptitle(title, fontsize="medium")
+    return fig

@@ -403,6 +403,13 @@ def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
     return ref
 
 
+def _kernels(study: Study, executor) -> list:
+    """The numba kernels a run calls in this process (or on this machine's workers)."""
+    cuda = executor == "cuda" or type(executor).__name__ == "CudaExecutor"
+    chunk = K.simulate_chunk_circuit if circuit_on(study) else K.simulate_chunk_core
+    return [K.software_predictions] if cuda else [K.software_predictions, chunk]
+
+
 def count_names() -> list[str]:
     """Result names of the counter columns, in kernel order."""
     return [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,

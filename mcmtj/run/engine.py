@@ -22,10 +22,10 @@ import numpy as np
 import xarray as xr
 
 from mcmtj.config import Study
-from mcmtj.run.block import Plan, Prepared, _threads, count_names, make_plan
+from mcmtj.run.block import Plan, Prepared, _kernels, _threads, count_names, make_plan, prepare
 from mcmtj.run.dataset import build_dataset
 from mcmtj.run.executors import ClusterLost, as_executor
-from mcmtj.run.progress import progress_bar
+from mcmtj.run.progress import compile_notice, progress_bar
 from mcmtj.run.provenance import provenance_attrs
 from mcmtj.run.results import (
     _NC_OVERHEAD,
@@ -84,8 +84,11 @@ def simulate(
     prepared : Prepared, optional
         Pre-loaded solutions and data (from :func:`prepare`), to skip loading/training.
     progress : bool, optional
-        Show a tqdm bar; default: only when stderr is a terminal. With a parallel
-        executor it advances as blocks complete on any worker.
+        True: a tqdm bar; False: nothing; None (default): a tqdm bar when stderr is a
+        terminal, else one-line records of the ``"mcmtj"`` logger (level INFO: instances
+        done, instances/s, ETA; see :mod:`mcmtj.run.progress`), which also says, before the
+        first kernel call, whether numba compiles (and about how long) or loads them.
+        With a parallel executor it advances as blocks complete on any worker.
     on_chunk : callable, optional
         Called with ``(point, start, n)`` after each block is computed.
     store : str or path-like, optional
@@ -161,6 +164,10 @@ def simulate(
         overrides["run.instances"] = instances
     if overrides:
         study = study.replace(**overrides)
+    # input errors (files, a layer that does not fit) first; then the notice, before
+    # make_plan's software predictions, the first kernel call
+    prepared = prepared or prepare(study)
+    compile_notice(_kernels(study, executor), progress)
     plan = make_plan(study, prepared)
     n_inst = plan.n_instances
     S = plan.n_solutions
