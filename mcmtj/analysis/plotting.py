@@ -16,7 +16,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mcmtj.analysis._np import wilson_interval
 from mcmtj.analysis.metrics import tune, yield_fraction
+from mcmtj.config import Study
 from mcmtj.run import schema
 
 __all__ = [
@@ -588,8 +590,6 @@ def _sweep_units(ds) -> dict[str, str]:
     import dataclasses
     import tomllib
 
-    from mcmtj.config import Study
-
     try:
         sweep = tomllib.loads(ds.attrs.get("study", "")).get("sweep", {})
     except tomllib.TOMLDecodeError:
@@ -752,8 +752,6 @@ def yield_vs_write_fidelity(ds, ax=None, target=0.9, min_instances=30, confidenc
         Per sweep point and fidelity bin: the yield (%) of the instances in the bin
         against their mean write fidelity (%), with its interval.
     """
-    from mcmtj.analysis._np import wilson_interval
-
     ax = _axes(ax)
     series = []
     for (label, acc), (_, wf) in zip(_sweep_points(ds, schema.ACCURACY),
