@@ -15,8 +15,10 @@ NVIDIA GPU, or numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before nu
 is imported), which runs the same kernel on the CPU, slowly, for tests. The
 simulator also works with the deprecated ``numba.cuda`` built into numba itself.
 
-Circuit effects of the passive-array options are not on the GPU yet: a study
-that asks for any of them is refused with ``NotImplementedError`` (see
+The stochastic reset (``write.initial = 'ap'``) and die-to-die variation (offsets and
+gradients) run on the GPU as on the CPU. Circuit effects of the passive-array options and
+measured WER tables (``write.switching = 'table'``) are not on the GPU yet: a study that
+asks for any of them is refused with ``NotImplementedError`` (see
 :func:`unsupported_features`) rather than simulated without them.
 """
 
@@ -36,7 +38,7 @@ _INSTALL = "pip install 'mcmtj[cuda]' (numba-cuda)"
 _COUNT_COLUMNS = {
     schema.N_STUCK: "C_STUCK", schema.N_SHORT: "C_SHORT", schema.N_OPEN: "C_OPEN",
     schema.N_WRITE_ERRORS: "C_WRITE_ERRORS", schema.N_DISTURBS: "C_DISTURBS",
-    schema.N_PULSES: "C_PULSES",
+    schema.N_PULSES: "C_PULSES", schema.N_RESET_ERRORS: "C_RESET_ERRORS",
 }
 # counters of effects the CUDA path refuses (verify, bias-dependent read): always zero here
 _ZERO_COUNTS = tuple(getattr(schema, name) for name in ("N_VERIFY_RETRIES", "N_NONCONVERGED")
@@ -90,6 +92,7 @@ def unsupported_features(study) -> list[str]:
         checks = [
             ("write.scheme", getattr(w, "scheme", "none"), lambda v: v != "none"),
             ("write.verify", getattr(w, "verify", False), bool),
+            ("write.switching", getattr(w, "switching", "model"), lambda v: v == "table"),
             ("read.r_row", getattr(r, "r_row", 0.0), lambda v: v > 0),
             ("read.r_col", getattr(r, "r_col", 0.0), lambda v: v > 0),
             ("read.r_wire", getattr(r, "r_wire", 0.0), lambda v: v > 0),

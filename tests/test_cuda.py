@@ -116,6 +116,14 @@ def _cases(nist_dir):
                      "write.initial": "random", "defects.stuck_p": 0.01,
                      "network.eval_train": True, "network.sensitivity": True,
                      "network.max_solutions": 1}))
+    # stochastic reset (initial 'ap') near the switching threshold, die-to-die offsets of
+    # every kind and both gradients
+    reset_die = make_plan(_nist(
+        nist_dir, **{"write.mode": "physics", "write.voltage": 0.55, "write.pulse_width": 10e-9,
+                     "device.die_diameter_sigma": 3e-9, "device.die_resistance_area_sigma": 0.1,
+                     "device.die_tmr_sigma": 0.1, "device.die_jc_sigma": 0.1,
+                     "device.ra_gradient": 0.3, "device.diameter_gradient": -0.2,
+                     "defects.stuck_ap": 0.02, "network.max_solutions": 1}))
     ideal = make_plan(_nist(nist_dir, **{"device.variation": False, "write.mode": "ideal"}))
     # binary 13 -> 6 -> 3 network with sign hidden units, defect rates varying per instance
     trained = mcmtj.Study().replace(**{
@@ -130,6 +138,8 @@ def _cases(nist_dir):
         ("same, second solution alone, far instances", fixed, (0, 1, 2, 2**32 + 7, 3)),
         ("physics writes, random init, eval_train, sensitivity", physics, (0, 0, 1, 0, 4)),
         ("ideal writes, no variation", ideal, (0, 0, 2, 0, 2)),
+        ("physics writes, stochastic reset, die offsets and gradients", reset_die,
+         (0, 0, 1, 0, 4)),
         ("trained sign network, Beta defect rates, sweep point 1", sweep, (1, 0, 2, 3, 4)),
     ]
 
@@ -196,12 +206,13 @@ def test_real_gpu_matches_cpu(nist_dir, n_instances):
 def test_cases_exercise_the_effects(simulated):
     """Guard against a vacuous comparison: the cases do produce defects, errors, spread."""
     cases, cpu, _ = simulated
-    fixed, _, physics, ideal, sweep = cpu
+    fixed, _, physics, ideal, reset_die, sweep = cpu
     for key in ("n_stuck", "n_short", "n_open", "n_write_errors"):
         assert fixed[key].sum() > 0, key
     assert physics["n_write_errors"].sum() > 0
     assert np.ptp(physics["current_rmse"]) > 0
     assert (ideal["write_fidelity"] == 1.0).all()
+    assert reset_die["n_reset_errors"].sum() > 0
     assert len(np.unique(sweep["n_stuck"])) > 1
     assert np.ptp(fixed["accuracy"]) > 0
 
@@ -227,16 +238,21 @@ UNSUPPORTED = [
     {"read.bias_tmr": True},
     {"read.noise": 0.01},
     {"read.offset_sigma": 0.1},
+    {"write.switching": "table", "write.wer_table": "wer.csv"},
 ]
 
 
 @pytest.mark.parametrize("override", UNSUPPORTED, ids=lambda o: next(iter(o)))
-def test_unsupported_features_are_refused(nist_dir, override):
+def test_unsupported_features_are_refused(nist_dir, override, tmp_path):
+    if "write.wer_table" in override:
+        table = tmp_path / "wer.csv"
+        table.write_text("voltage,pulse_width,wer\n0.4,2e-8,0.5\n0.7,2e-8,1e-4\n")
+        override = {**override, "write.wer_table": str(table)}
     try:
         study = _nist(nist_dir, **override)
     except ConfigError:
         pytest.skip(f"{next(iter(override))} is not a config field in this version")
-    (field,) = override
+    field = next(iter(override))
     assert any(text.startswith(field) for text in unsupported_features(study))
     plan = make_plan(study)
     with pytest.raises(NotImplementedError, match=field.replace(".", r"\.")):

@@ -40,9 +40,9 @@ def p_oracle(r, delta, t, tau0, tau_d, beta):
     return max(-math.expm1(log_wer), p_prec)
 
 
-CASES = [(r, delta, t, beta) for r in (0.3, 0.7, 0.85, 0.9, 0.95, 1.0, 1.05, 1.2, 1.5, 2.0, 3.0, 5.0)
-         for delta in (3.0, 20.0, 45.0, 80.0) for t in (1e-9, 10e-9, 20e-9, 100e-9)
-         for beta in (1.0, 1.5, 2.0)]
+RATIOS = (0.3, 0.7, 0.85, 0.9, 0.95, 1.0, 1.05, 1.2, 1.5, 2.0, 3.0, 5.0)
+CASES = [(r, delta, t, beta) for r in RATIOS for delta in (3.0, 20.0, 45.0, 80.0)
+         for t in (1e-9, 10e-9, 20e-9, 100e-9) for beta in (1.0, 1.5, 2.0)]
 
 
 def test_switching_probability_equals_formulas_numpy_and_jit():
