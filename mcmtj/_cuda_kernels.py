@@ -7,8 +7,8 @@ give the same instances for the same seed.
 
 Reuse: functions that are plain arithmetic are compiled from the very source the
 CPU kernels use (``_rng._philox4x32``, ``_rng.u32_to_uniform``, the central part of
-the normal quantile, the switching probability, defect classification, stuck
-states, final conductance). Functions whose CPU versions call the branch-free
+the normal quantile, the switching probability, the WER-table lookup, defect
+classification, stuck states, final conductance). Functions whose CPU versions call the branch-free
 ``mcmtj._fastmath`` bit tricks or other njit dispatchers have twins here that use
 ``math.log``/``math.exp``/``math.tanh``, which the GPU evaluates natively; they agree
 with the CPU ones to a few ulp, hence the 1e-6 relative tolerance on floating
@@ -29,6 +29,7 @@ from . import _engine_kernels as K
 from . import _rng
 from .array import (
     WRITE_PHYSICS,
+    WRITE_TABLE,
     _drive_current,
     _final_conductance,
     _is_healthy,
@@ -44,6 +45,7 @@ from .device import (
     STATE_P,
     _classify_defect_jit,
     _switching_probability_jit,
+    _table_switching_probability,
     _tmr_at_bias,
 )
 
@@ -98,6 +100,9 @@ final_conductance = _device(_final_conductance.py_func)
 is_healthy = _device(_is_healthy.py_func)
 tmr_at_bias = _device(_tmr_at_bias)
 drive_current = _device(_drive_current)
+table_switching_probability = _device(_table_switching_probability)
+_N_FP = K.N_FP
+F_TABLE_N_AP, F_TABLE_N_P = K.F_TABLE_N_AP, K.F_TABLE_N_P
 
 
 # --- twins of CPU functions that use _fastmath or call other njit functions -------
@@ -234,6 +239,16 @@ def device_params(z_d, z_ra, z_tmr, r, c, rows, cols, fp, dd, ra_die, dtmr, cphi
     g_p, diam = parallel_conductance(z_d, z_ra, d_nom, fp[F_SD], ra_nom, fp[F_SRA])
     tmr = fp[F_TMR0] + dtmr + fp[F_STMR] * z_tmr
     return g_p, diam, 0.0 if tmr < 0.0 else tmr
+
+
+@_device
+def table_probability(fp, state, voltage):
+    """Twin of ``_engine_kernels._table_p``: the WER table packed after ``fp[N_FP]``."""
+    n_ap = np.int64(fp[F_TABLE_N_AP])
+    if state == STATE_AP:
+        return table_switching_probability(fp, _N_FP, n_ap, voltage)
+    return table_switching_probability(fp, _N_FP + 2 * n_ap, np.int64(fp[F_TABLE_N_P]),
+                                       voltage)
 
 
 @_device
@@ -482,6 +497,8 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
                             p_reset = pulse_switch_probability_physics(
                                 STATE_P, g_p, tmr_at_bias(tmr, vw, vh), ic, ic * fp[F_JCASYM],
                                 delta, vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+                        elif mode == WRITE_TABLE:
+                            p_reset = table_probability(fp, STATE_P, vw)
                         elif mode != 0:
                             p_reset = 1.0 - fp[F_ERROR_RATE]
                         u_reset = u32_to_uniform(w_rs[q]) if draw_reset else 0.0
@@ -496,6 +513,8 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
                             p_switch = pulse_switch_probability_physics(
                                 state, g_p, tmr_at_bias(tmr, vw, vh), ic, ic * fp[F_JCASYM], delta,
                                 vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+                        elif mode == WRITE_TABLE:
+                            p_switch = table_probability(fp, state, vw)
                         elif mode != 0:
                             p_switch = 1.0 - fp[F_ERROR_RATE]
                         # ideal mode without random init draws no words: every pulse switches

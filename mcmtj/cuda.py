@@ -15,11 +15,11 @@ NVIDIA GPU, or numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before nu
 is imported), which runs the same kernel on the CPU, slowly, for tests. The
 simulator also works with the deprecated ``numba.cuda`` built into numba itself.
 
-The stochastic reset (``write.initial = 'ap'``) and die-to-die variation (offsets and
-gradients) run on the GPU as on the CPU. Circuit effects of the passive-array options and
-measured WER tables (``write.switching = 'table'``) are not on the GPU yet: a study that
-asks for any of them is refused with ``NotImplementedError`` (see
-:func:`unsupported_features`) rather than simulated without them.
+The stochastic reset (``write.initial = 'ap'``), die-to-die variation (offsets and
+gradients) and measured WER tables (``write.switching = 'table'``, packed in the parameter
+vector) run on the GPU as on the CPU. Circuit effects of the passive-array options are not
+on the GPU yet: a study that asks for any of them is refused with ``NotImplementedError``
+(see :func:`unsupported_features`) rather than simulated without them.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ def unsupported_features(study) -> list[str]:
         checks = [
             ("write.scheme", getattr(w, "scheme", "none"), lambda v: v != "none"),
             ("write.verify", getattr(w, "verify", False), bool),
-            ("write.switching", getattr(w, "switching", "model"), lambda v: v == "table"),
             ("read.r_row", getattr(r, "r_row", 0.0), lambda v: v > 0),
             ("read.r_col", getattr(r, "r_col", 0.0), lambda v: v > 0),
             ("read.r_wire", getattr(r, "r_wire", 0.0), lambda v: v > 0),
