@@ -314,6 +314,8 @@ class Plan:
 
 def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
     """Load what the study needs and compute everything shared by its instances."""
+    # parameter vectors first: a bad WER table fails before any data loading or training
+    point_params = [_param_vectors(point) for _, point in study.points()]
     prep = prepared or prepare(study)
     check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols)
     pk = _pack(prep, study)
@@ -328,7 +330,7 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
         sensitivity = device_sensitivity(prep.solutions, pk.X_eval.T, pk.y_eval, gnorms[0])
     points = []
     for p, point in study.points():
-        fp, ip = _param_vectors(point)
+        fp, ip = point_params[p]
         ip[K.I_HIDDEN_SIGN] = prep.solutions.hidden_activation == "sign"
         ip[K.I_OUT_TANH] = prep.solutions.output_activation == "tanh"
         ip[K.I_EVAL_TRAIN] = study.network.eval_train
