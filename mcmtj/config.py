@@ -183,6 +183,20 @@ class DeviceConfig(_Section):
     tau_d: float = _f(1e-9, "precessional time constant", "s", 0.0, 1.0, lo_open=True)
     beta: float = _f(1.0, "exponent of (1 - I/I_c0) in the thermal barrier (1 or 2)", "1", 1.0, 2.0)
     variation: bool = _f(True, "device-to-device variation on (false: every device nominal)")
+    die_diameter_sigma: float = _f(0.0, "die-to-die sigma of a per-instance diameter offset "
+                                   "(added to every device's d; 0 = off)", "m", 0.0, 1e-6)
+    die_resistance_area_sigma: float = _f(0.0, "die-to-die log-normal sigma of a per-instance "
+                                          "RA factor (0 = off)", "1", 0.0, 2.0)
+    die_tmr_sigma: float = _f(0.0, "die-to-die sigma of a per-instance TMR offset (0 = off)",
+                              "1", 0.0, 5.0)
+    die_jc_sigma: float = _f(0.0, "die-to-die relative sigma of a per-instance J_c0 factor, "
+                             "both directions (0 = off)", "1", 0.0, 1.0)
+    ra_gradient: float = _f(0.0, "linear RA gradient across an array: relative RA change from "
+                            "edge to edge along a per-instance random direction (0 = off)",
+                            "1", -1.0, 1.0)
+    diameter_gradient: float = _f(0.0, "linear diameter gradient across an array: relative d "
+                                  "change from edge to edge along the same direction (0 = off)",
+                                  "1", -1.0, 1.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,9 +233,19 @@ class WriteConfig(_Section):
                    choices=("physics", "fixed", "ideal"))
     error_rate: float = _f(0.0, "write-error probability per pulse in 'fixed' mode", "1", 0.0, 1.0)
     voltage: float = _f(0.6, "write pulse amplitude V_w", "V", 0.0, 100.0, lo_open=True)
-    pulse_width: float = _f(10e-9, "write pulse width t_w", "s", 0.0, 1.0, lo_open=True)
-    initial: str = _f("ap", "initial state before writing: all 'ap' (reset) or 'random'",
-                      choices=("ap", "random"))
+    pulse_width: float = _f(20e-9, "write pulse width t_w", "s", 0.0, 1.0, lo_open=True)
+    initial: str = _f("ap", "before writing: 'ap' (as-fabricated random states, then a reset "
+                      "pulse towards AP with the write's amplitude, width and switching model; "
+                      "a failed reset leaves the device P), 'ap_ideal' (every device exactly "
+                      "AP) or 'random' (as-fabricated random states, no reset)",
+                      choices=("ap", "ap_ideal", "random"))
+    switching: str = _f("model", "switching probability in 'physics' mode: 'model' (the device "
+                        "model) or 'table' (a measured WER(V, pulse width) table, wer_table)",
+                        choices=("model", "table"))
+    wer_table: str = _f("", "CSV of measured write-error rates with columns voltage (V), "
+                        "pulse_width (s), wer and optionally direction (ap_to_p, p_to_ap); "
+                        "interpolated in ln WER, linear in V and in ln t; relative paths are "
+                        "resolved from the study file's folder")
     scheme: str = _f("none", "half-select biasing: 'none' (no disturb), 'v2' (devices sharing the "
                      "selected row or column see V/2), 'v3' (they see V/3, all others -V/3)",
                      choices=("none", "v2", "v3"))
@@ -235,7 +259,6 @@ class WriteConfig(_Section):
     verify_scheme: str = _f("half", "unselected lines during a verify read: 'half' (held at "
                             "V_read/2) or 'floating'", choices=("half", "floating"))
     final_verify: bool = _f(True, "with verify: a last read-only pass records readback_fidelity")
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReadConfig(_Section):
@@ -326,7 +349,7 @@ _SECTIONS = {
     "run": RunConfig,
 }
 _NUMERIC = (float, int)
-_PATH_FIELDS = {"network.nist_path", "network.solutions_path"}
+_PATH_FIELDS = {"network.nist_path", "network.solutions_path", "write.wer_table"}
 
 
 def _all_keys() -> dict[str, dataclasses.Field]:

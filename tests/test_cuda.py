@@ -105,7 +105,21 @@ def _nist(nist_dir, **overrides):
         "network.eval_split": "test", "network.max_solutions": 2, **overrides})
 
 
-def _cases(nist_dir):
+WER_TABLE = """direction,voltage,pulse_width,wer
+ap_to_p,0.40,1e-8,0.9
+ap_to_p,0.50,1e-8,0.3
+ap_to_p,0.60,1e-8,0.01
+p_to_ap,0.45,1e-8,0.8
+p_to_ap,0.55,1e-8,0.2
+p_to_ap,0.65,1e-8,0.005
+ap_to_p,0.40,1e-7,0.5
+ap_to_p,0.60,1e-7,1e-4
+p_to_ap,0.45,1e-7,0.4
+p_to_ap,0.65,1e-7,1e-5
+"""
+
+
+def _cases(nist_dir, table_dir):
     """(name, plan, run_block args) covering every effect the CUDA path supports."""
     fixed = make_plan(_nist(
         nist_dir, **{"device.variation": True, "write.mode": "fixed", "write.error_rate": 0.05,
@@ -117,7 +131,20 @@ def _cases(nist_dir):
                      "write.initial": "random", "defects.stuck_p": 0.01,
                      "network.eval_train": True, "network.sensitivity": True,
                      "network.max_solutions": 1}))
+    # stochastic reset (initial 'ap') near the switching threshold, die-to-die offsets of
+    # every kind and both gradients
+    reset_die = make_plan(_nist(
+        nist_dir, **{"write.mode": "physics", "write.voltage": 0.55, "write.pulse_width": 10e-9,
+                     "device.die_diameter_sigma": 3e-9, "device.die_resistance_area_sigma": 0.1,
+                     "device.die_tmr_sigma": 0.1, "device.die_jc_sigma": 0.1,
+                     "device.ra_gradient": 0.3, "device.diameter_gradient": -0.2,
+                     "defects.stuck_ap": 0.02, "network.max_solutions": 1}))
     ideal = make_plan(_nist(nist_dir, **{"device.variation": False, "write.mode": "ideal"}))
+    table_path = table_dir / "wer.csv"
+    table_path.write_text(WER_TABLE)
+    table = make_plan(_nist(
+        nist_dir, **{"write.switching": "table", "write.wer_table": str(table_path),
+                     "write.voltage": 0.52, "network.max_solutions": 1}))
     # binary 13 -> 6 -> 3 network with sign hidden units, defect rates varying per instance
     trained = mcmtj.Study().replace(**{
         "network.source": "train", "network.n_solutions": 2, "network.epochs": 20,
@@ -131,6 +158,9 @@ def _cases(nist_dir):
         ("same, second solution alone, far instances", fixed, (0, 1, 2, 2**32 + 7, 3)),
         ("physics writes, random init, eval_train, sensitivity", physics, (0, 0, 1, 0, 4)),
         ("ideal writes, no variation", ideal, (0, 0, 2, 0, 2)),
+        ("physics writes, stochastic reset, die offsets and gradients", reset_die,
+         (0, 0, 1, 0, 4)),
+        ("measured WER table, stochastic reset", table, (0, 0, 1, 0, 4)),
         ("trained sign network, Beta defect rates, sweep point 1", sweep, (1, 0, 2, 3, 4)),
     ]
 
@@ -152,7 +182,7 @@ def _simulate(jobs, tmp_path):
 
 @pytest.fixture(scope="module")
 def simulated(nist_dir, tmp_path_factory):
-    cases = _cases(nist_dir)
+    cases = _cases(nist_dir, tmp_path_factory.mktemp("table"))
     cpu = [run_block(plan, *args) for _, plan, args in cases]
     result = _simulate([(plan, args) for _, plan, args in cases], tmp_path_factory.mktemp("cuda"))
     return cases, cpu, result
@@ -187,9 +217,9 @@ def _real_gpu() -> bool:
 
 @pytest.mark.skipif(not _real_gpu(), reason="needs an NVIDIA GPU (run on the device machine)")
 @pytest.mark.parametrize("n_instances", [None, 20_000])
-def test_real_gpu_matches_cpu(nist_dir, n_instances):
+def test_real_gpu_matches_cpu(nist_dir, n_instances, tmp_path):
     """The same cases on a real GPU, in this process; then with many instances each."""
-    for name, plan, (point, s0, s1, start, n) in _cases(nist_dir):
+    for name, plan, (point, s0, s1, start, n) in _cases(nist_dir, tmp_path):
         args = (point, s0, s1, start, n_instances or n)
         _assert_same_instances(name, run_block(plan, *args), run_block_cuda(plan, *args))
 
@@ -197,12 +227,14 @@ def test_real_gpu_matches_cpu(nist_dir, n_instances):
 def test_cases_exercise_the_effects(simulated):
     """Guard against a vacuous comparison: the cases do produce defects, errors, spread."""
     cases, cpu, _ = simulated
-    fixed, _, physics, ideal, sweep = cpu
+    fixed, _, physics, ideal, reset_die, table, sweep = cpu
     for key in ("n_stuck", "n_short", "n_open", "n_write_errors"):
         assert fixed[key].sum() > 0, key
     assert physics["n_write_errors"].sum() > 0
     assert np.ptp(physics["current_rmse"]) > 0
     assert (ideal["write_fidelity"] == 1.0).all()
+    assert reset_die["n_reset_errors"].sum() > 0
+    assert table["n_reset_errors"].sum() > 0 and table["n_write_errors"].sum() > 0
     assert len(np.unique(sweep["n_stuck"])) > 1
     assert np.ptp(fixed["accuracy"]) > 0
 
@@ -237,7 +269,7 @@ def test_unsupported_features_are_refused(nist_dir, override):
         study = _nist(nist_dir, **override)
     except ConfigError:
         pytest.skip(f"{next(iter(override))} is not a config field in this version")
-    (field,) = override
+    field = next(iter(override))
     assert any(text.startswith(field) for text in unsupported_features(study))
     plan = make_plan(study)
     with pytest.raises(NotImplementedError, match=field.replace(".", r"\.")):

@@ -14,7 +14,7 @@ from mcmtj.numerics._rng import instance_key
 from mcmtj.run import schema
 
 COUNTS = [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
-          schema.N_DISTURBS, schema.N_PULSES]
+          schema.N_DISTURBS, schema.N_PULSES, schema.N_RESET_ERRORS]
 
 
 def _drop_time(ds):
@@ -58,6 +58,19 @@ ORACLE_CASES = {
                             "write.initial": "random"},
     "variation-off+open": {"device.variation": False, "write.mode": "fixed",
                            "write.error_rate": 0.3, "defects.open": 0.05},
+    # stochastic reset (write.initial = 'ap') at a voltage where it fails often, die-to-die
+    # offsets of every kind and both gradients, stuck devices that must not be reset (no
+    # shorts: a shorted pair saturates tanh, and ulp-level differences of the two pipelines
+    # then break argmax ties differently)
+    "physics+reset+die": {"write.mode": "physics", "write.voltage": 0.55,
+                          "write.pulse_width": 10e-9, "device.jc_sigma": 0.05,
+                          "device.die_diameter_sigma": 3e-9,
+                          "device.die_resistance_area_sigma": 0.1, "device.die_tmr_sigma": 0.1,
+                          "device.die_jc_sigma": 0.1, "device.ra_gradient": 0.3,
+                          "device.diameter_gradient": -0.2, "defects.stuck_p": 0.02,
+                          "defects.open": 0.02},
+    "fixed+reset+die-off": {"write.mode": "fixed", "write.error_rate": 0.2,
+                            "device.variation": False, "device.ra_gradient": 0.5},
 }
 
 
@@ -94,6 +107,8 @@ def test_same_seed_identical_across_threads_and_chunks(nist_study, nist_prepared
         "network.max_solutions": 3, "device.variation": True, "write.mode": "physics",
         "write.voltage": 0.5, "device.jc_sigma": 0.05, "defects.stuck_p": 0.01,
         "defects.dispersion": 0.3, "sweep.device.diameter": [40e-9, 80e-9],
+        "device.die_resistance_area_sigma": 0.05, "device.die_jc_sigma": 0.05,
+        "device.ra_gradient": 0.2,
     })
     prep = mcmtj.prepare(study)
     a = mcmtj.simulate(study, seed=5, instances=150, chunk_size=7, threads=1, prepared=prep)
@@ -110,7 +125,7 @@ def test_fixed_write_error_rate_fidelity(nist_study, nist_prepared):
     p = 0.02
     n = 100_000
     study = nist_study.replace(**{"network.max_solutions": 1, "write.mode": "fixed",
-                                  "write.error_rate": p})
+                                  "write.error_rate": p, "write.initial": "ap_ideal"})
     ds = mcmtj.simulate(study, seed=2, instances=n, prepared=mcmtj.prepare(study))
     n_dev = 13 * 12 + 6 * 6
     pulsed = int(ds.n_pulses[0, 0])
@@ -177,3 +192,52 @@ def test_sensitivity_fidelity(nist_study, nist_prepared):
     ideal = mcmtj.simulate(study.replace(**{"write.mode": "ideal"}), seed=1, instances=3,
                            prepared=prep)
     assert (ideal[schema.SENSITIVITY_FIDELITY] == 1).all()
+
+
+def test_table_switching_kernel_equals_numpy_oracle(nist_study, tmp_path):
+    """A measured WER table (two widths, both directions) instead of the model: the kernel
+    and the NumPy pipeline give the same instances, including reset errors."""
+    rows = ["direction,voltage,pulse_width,wer"]
+    for direction, shift in (("ap_to_p", 0.0), ("p_to_ap", 0.05)):
+        for t, wers in ((5e-9, (0.9, 0.3, 0.02, 1e-4)), (50e-9, (0.5, 0.05, 1e-3, 1e-7))):
+            for v, w in zip((0.40, 0.50, 0.60, 0.70), wers, strict=True):
+                rows.append(f"{direction},{v + shift},{t},{w}")
+    table = tmp_path / "wer.csv"
+    table.write_text("\n".join(rows) + "\n")
+    study = nist_study.replace(**{
+        "network.max_solutions": 1, "write.mode": "physics", "write.switching": "table",
+        "write.wer_table": str(table), "write.voltage": 0.55, "write.pulse_width": 20e-9,
+        "network.gnorm": [1.0]})
+    prep = mcmtj.prepare(study)
+    n = 200
+    ds = mcmtj.simulate(study, seed=3, instances=n, prepared=prep)
+    sol, data = prep.solutions, prep.data
+    sw = predict([w[:1] for w in sol.weights], [b[:1] for b in sol.biases], data.X_train,
+                 hidden_activation="tanh", output_activation="tanh", gnorm=1.0)
+    ref = reference_instances(study, [st[0] for st in sol.states], [b[0] for b in sol.biases],
+                              ("tanh", "tanh", 0.0), data.X_train, data.y_train, sw,
+                              np.array([1.0]), 0, np.arange(n), key=instance_key(3, 0))
+    got = ds.isel(solution=0)
+    for c, name in enumerate(COUNTS):
+        np.testing.assert_array_equal(got[name].values, ref["counts"][:, c], err_msg=name)
+    np.testing.assert_array_equal(got.accuracy.values, ref["accuracy"])
+    assert got.n_write_errors.sum() > 0 and got.n_reset_errors.sum() > 0
+
+
+def test_reset_errors_follow_the_reset_probability(nist_study):
+    """Fixed mode: each device is fabricated P with probability 1/2 and its reset fails with
+    write.error_rate, so reset errors per instance are Binomial(n_dev, p / 2)."""
+    p = 0.1
+    study = nist_study.replace(**{"network.max_solutions": 1, "write.mode": "fixed",
+                                  "write.error_rate": p, "device.variation": False})
+    n = 4000
+    ds = mcmtj.simulate(study, seed=8, instances=n, prepared=mcmtj.prepare(study))
+    counts = ds.n_reset_errors.values.ravel().astype(float)
+    n_dev = 192
+    q = p / 2
+    assert abs(counts.mean() - n_dev * q) < 4 * math.sqrt(n_dev * q * (1 - q) / n)
+    assert counts.var() == pytest.approx(n_dev * q * (1 - q), rel=0.1)
+    assert ds.n_reset_errors.attrs["units"] == "count"
+    ideal = mcmtj.simulate(study.replace(**{"write.initial": "ap_ideal"}), seed=8, instances=50,
+                           prepared=mcmtj.prepare(study))
+    assert (ideal.n_reset_errors == 0).all()

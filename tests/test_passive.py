@@ -64,7 +64,8 @@ def test_write_verify_residual_error(nist_study):
     p, k_max, n = 0.3, 2, 3000
     study = _passive(nist_study, **{
         "device.variation": False, "network.max_solutions": 1, "write.mode": "fixed",
-        "write.error_rate": p, "write.verify": True, "write.max_retries": k_max})
+        "write.error_rate": p, "write.verify": True, "write.max_retries": k_max,
+        "write.initial": "ap_ideal"})
     ds = mcmtj.simulate(study, seed=4, instances=n, prepared=mcmtj.prepare(study))
     n_dev = 192
     wrong = ((1 - ds.write_fidelity) * n_dev).round().sum()

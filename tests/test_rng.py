@@ -77,3 +77,14 @@ def test_uniform53_in_open_interval(n):
     _rng.stream_init(st, np.uint64(1), np.uint64(2), 3, 4, 5)
     u = np.array([_rng.stream_uniform53(st) for _ in range(n)])
     assert ((u > 0) & (u < 1)).all()
+
+
+def test_lanes_are_distinct_and_fit_the_counter():
+    """Every lane has its own id below 2**6 (the lane shares a 32-bit counter word with 2**26
+    blocks), so two effects never read the same words."""
+    lanes = [getattr(_rng, name) for name in _rng.__all__ if name.startswith("LANE_")]
+    assert len(lanes) == len(set(lanes)) == 11
+    assert all(0 <= lane < 2**6 for lane in lanes)
+    key = _rng.instance_key(1, 0)
+    first = {lane: tuple(_rng.lane_words(key, lane, 0, [0], 4)[0]) for lane in lanes}
+    assert len(set(first.values())) == len(lanes)

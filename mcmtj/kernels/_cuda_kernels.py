@@ -7,8 +7,8 @@ give the same instances for the same seed.
 
 Reuse: functions that are plain arithmetic are compiled from the very source the
 CPU kernels use (``_rng._philox4x32``, ``_rng.u32_to_uniform``, the central part of
-the normal quantile, the switching probability, defect classification, stuck
-states, final conductance). Functions whose CPU versions call the branch-free
+the normal quantile, the switching probability, the WER-table lookup, defect
+classification, stuck states, final conductance). Functions whose CPU versions call the branch-free
 ``mcmtj.numerics._fastmath`` bit tricks or other njit dispatchers have twins here that use
 ``math.log``/``math.exp``/``math.tanh``, which the GPU evaluates natively; they agree
 with the CPU ones to a few ulp, hence the 1e-6 relative tolerance on floating
@@ -29,6 +29,7 @@ from mcmtj.kernels import _engine_kernels as K
 from mcmtj.numerics import _rng
 from mcmtj.physics.array import (
     WRITE_PHYSICS,
+    WRITE_TABLE,
     _drive_current,
     _final_conductance,
     _is_healthy,
@@ -44,6 +45,7 @@ from mcmtj.physics.device import (
     STATE_P,
     _classify_defect_jit,
     _switching_probability_jit,
+    _table_switching_probability,
     _tmr_at_bias,
 )
 
@@ -61,6 +63,8 @@ _BASE_SWITCHING = np.uint64(_rng.LANE_SWITCHING) << _LANE_SHIFT
 _BASE_DEFECT = np.uint64(_rng.LANE_DEFECT) << _LANE_SHIFT
 _BASE_WRITE = np.uint64(_rng.LANE_WRITE) << _LANE_SHIFT
 _BASE_INSTANCE = np.uint64(_rng.LANE_INSTANCE) << _LANE_SHIFT
+_BASE_RESET = np.uint64(_rng.LANE_RESET) << _LANE_SHIFT
+_BASE_DIE = np.uint64(_rng.LANE_DIE) << _LANE_SHIFT
 _W_TAIL_LOW = np.uint64(_rng._W_TAIL_LOW)
 _W_TAIL_HIGH = np.uint64(_rng._W_TAIL_HIGH)
 _P_LOW = _rng._P_LOW
@@ -73,11 +77,15 @@ _ONE = np.uint64(1)
     K.F_SDELTA, K.F_JC, K.F_JCASYM, K.F_SJC, K.F_TAU0, K.F_TAUD, K.F_BETA, K.F_STUCK_P,
     K.F_STUCK_AP, K.F_SHORT, K.F_OPEN, K.F_DISPERSION, K.F_RSHORT, K.F_ERROR_RATE, K.F_VW,
     K.F_TW, K.F_DG_NOM, K.F_THRESHOLD)
+(F_DIE_D, F_DIE_RA, F_DIE_TMR, F_DIE_JC, F_GRAD_RA, F_GRAD_D) = (
+    K.F_DIE_D, K.F_DIE_RA, K.F_DIE_TMR, K.F_DIE_JC, K.F_GRAD_RA, K.F_GRAD_D)
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
- I_SENSITIVITY) = (K.I_VARIATION, K.I_MODE, K.I_INIT_RANDOM, K.I_DEFECTS, K.I_HIDDEN_SIGN,
-                   K.I_OUT_TANH, K.I_EVAL_TRAIN, K.I_SENSITIVITY)
+ I_SENSITIVITY, I_RESET, I_ROWS, I_COLS) = (
+    K.I_VARIATION, K.I_MODE, K.I_INIT_RANDOM, K.I_DEFECTS, K.I_HIDDEN_SIGN, K.I_OUT_TANH,
+    K.I_EVAL_TRAIN, K.I_SENSITIVITY, K.I_RESET, K.I_ROWS, K.I_COLS)
 #: counter columns of this kernel's ``counts`` output (mapped to result names by mcmtj.run.cuda)
-(C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, N_COUNTS) = range(7)
+(C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, C_RESET_ERRORS,
+ N_COUNTS) = range(8)
 
 # --- device functions compiled from the CPU kernels' own source -------------------
 _device = cuda.jit(device=True)
@@ -92,6 +100,9 @@ final_conductance = _device(_final_conductance.py_func)
 is_healthy = _device(_is_healthy.py_func)
 tmr_at_bias = _device(_tmr_at_bias)
 drive_current = _device(_drive_current)
+table_switching_probability = _device(_table_switching_probability)
+_N_FP = K.N_FP
+F_TABLE_N_AP, F_TABLE_N_P = K.F_TABLE_N_AP, K.F_TABLE_N_P
 
 
 # --- twins of CPU functions that use _fastmath or call other njit functions -------
@@ -200,6 +211,44 @@ def sample_rate(mean, dispersion, st):
     a = sample_gamma(mean * concentration, st)
     b = sample_gamma((1.0 - mean) * concentration, st)
     return a / (a + b)
+
+
+@_device
+def die_offsets(k0, k1, solution, instance, fp, st):
+    """Twin of ``_engine_kernels._die_offsets`` (same five words of the die lane)."""
+    if (fp[F_DIE_D] == 0.0 and fp[F_DIE_RA] == 0.0 and fp[F_DIE_TMR] == 0.0
+            and fp[F_DIE_JC] == 0.0 and fp[F_GRAD_RA] == 0.0 and fp[F_GRAD_D] == 0.0):
+        return 0.0, 1.0, 0.0, 1.0, 1.0, 0.0
+    stream_init(st, k0, k1, _BASE_DIE, solution, instance)
+    z_d = normal_ppf(u32_to_uniform(stream_u32(st)))
+    z_ra = normal_ppf(u32_to_uniform(stream_u32(st)))
+    z_tmr = normal_ppf(u32_to_uniform(stream_u32(st)))
+    z_jc = normal_ppf(u32_to_uniform(stream_u32(st)))
+    phi = 2.0 * math.pi * u32_to_uniform(stream_u32(st))
+    jcf = 1.0 + fp[F_DIE_JC] * z_jc
+    return (fp[F_DIE_D] * z_d, math.exp(fp[F_DIE_RA] * z_ra), fp[F_DIE_TMR] * z_tmr,
+            jcf if jcf > 1e-6 else 1e-6, math.cos(phi), math.sin(phi))
+
+
+@_device
+def device_params(z_d, z_ra, z_tmr, r, c, rows, cols, fp, dd, ra_die, dtmr, cphi, sphi):
+    """Twin of ``_engine_kernels._device_params``: (G_P, diameter, TMR0) of cell (r, c)."""
+    u = ((c + 0.5) / cols - 0.5) * cphi + ((r + 0.5) / rows - 0.5) * sphi
+    d_nom = fp[F_D0] * (1.0 + fp[F_GRAD_D] * u) + dd
+    ra_nom = fp[F_RA0] * (1.0 + fp[F_GRAD_RA] * u) * ra_die
+    g_p, diam = parallel_conductance(z_d, z_ra, d_nom, fp[F_SD], ra_nom, fp[F_SRA])
+    tmr = fp[F_TMR0] + dtmr + fp[F_STMR] * z_tmr
+    return g_p, diam, 0.0 if tmr < 0.0 else tmr
+
+
+@_device
+def table_probability(fp, state, voltage):
+    """Twin of ``_engine_kernels._table_p``: the WER table packed after ``fp[N_FP]``."""
+    n_ap = np.int64(fp[F_TABLE_N_AP])
+    if state == STATE_AP:
+        return table_switching_probability(fp, _N_FP, n_ap, voltage)
+    return table_switching_probability(fp, _N_FP + 2 * n_ap, np.int64(fp[F_TABLE_N_P]),
+                                       voltage)
 
 
 @_device
@@ -328,7 +377,11 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
         mode = ip[I_MODE]
         physics = mode == WRITE_PHYSICS
         init_random = ip[I_INIT_RANDOM] != 0
+        reset = ip[I_RESET] != 0
+        draw_reset = reset and mode != 0
         use_write_words = mode != 0 or init_random
+        rows = ip[I_ROWS]
+        cols = ip[I_COLS]
         switching_spread = variation and physics and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0)
 
         rate_sp = fp[F_STUCK_P]
@@ -344,9 +397,9 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
             rate_short = sample_rate(rate_short, fp[F_DISPERSION], st)
             rate_open = sample_rate(rate_open, fp[F_DISPERSION], st)
         any_defect = defects_on and (rate_sp + rate_sap + rate_short + rate_open) > 0.0
+        st_die = cuda.local.array(11, uint64)
+        dd, ra_die, dtmr, jcf, cphi, sphi = die_offsets(k0, k1, solution, instance, fp, st_die)
 
-        d0 = fp[F_D0]
-        g_p_nom, diam_nom = parallel_conductance(0.0, 0.0, d0, 0.0, fp[F_RA0], 0.0)
         g_short = 1.0 / fp[F_RSHORT]
         vh = fp[F_VH]
         vw = fp[F_VW]
@@ -358,6 +411,7 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
         w_sw = cuda.local.array(8, uint64)
         w_def = cuda.local.array(4, uint64)
         w_wr = cuda.local.array(8, uint64)
+        w_rs = cuda.local.array(4, uint64)
         weff = cuda.local.array(n_weff, float64)
         diff0 = cuda.local.array(n_diff0, float64)
 
@@ -366,6 +420,7 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
         n_open = 0
         n_err = 0
         n_pulses = 0
+        n_reset_err = 0
         good_dev = 0
         good_w = 0
         n_w = 0
@@ -392,17 +447,18 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
                         if use_write_words:
                             fill_blocks(w_wr, _BASE_WRITE, uint64(2) * grp, 2, c1, c2, c3,
                                         k0, k1)
+                        if draw_reset:
+                            fill_blocks(w_rs, _BASE_RESET, grp, 1, c1, c2, c3, k0, k1)
 
+                    z0 = 0.0
+                    z1 = 0.0
+                    z2 = 0.0
                     if variation:
-                        g_p, diam = parallel_conductance(
-                            normal_from_word(w_dev[3 * q]), normal_from_word(w_dev[3 * q + 1]),
-                            d0, fp[F_SD], fp[F_RA0], fp[F_SRA])
-                        tmr = fp[F_TMR0] + fp[F_STMR] * normal_from_word(w_dev[3 * q + 2])
-                        tmr = 0.0 if tmr < 0.0 else tmr
-                    else:
-                        g_p = g_p_nom
-                        diam = diam_nom
-                        tmr = fp[F_TMR0]
+                        z0 = normal_from_word(w_dev[3 * q])
+                        z1 = normal_from_word(w_dev[3 * q + 1])
+                        z2 = normal_from_word(w_dev[3 * q + 2])
+                    g_p, diam, tmr = device_params(z0, z1, z2, r, c, rows, cols, fp, dd, ra_die,
+                                                   dtmr, cphi, sphi)
 
                     defect = 0
                     if any_defect:
@@ -414,28 +470,51 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
                             n_short += 1
                         elif defect == DEFECT_OPEN:
                             n_open += 1
-                    state = STATE_AP
+                    fab = STATE_AP
                     if init_random:
-                        state = STATE_P if (w_wr[2 * q] & _ONE) != 0 else STATE_AP
-                    state = stuck_state(defect, state)
+                        fab = STATE_P if (w_wr[2 * q] & _ONE) != 0 else STATE_AP
+                    state = stuck_state(defect, fab)
                     target = states[s, l, r, c]
+                    stuck = defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP
+                    needs_reset = reset and fab == STATE_P and not stuck
+                    delta = 0.0
+                    ic = 0.0
+                    if physics and (needs_reset or (STATE_AP if needs_reset else state) != target):
+                        area = (math.pi / 4.0) * diam * diam
+                        ratio = diam / fp[F_DC]
+                        delta = fp[F_DSAT] * min(1.0, ratio * ratio)
+                        jc = fp[F_JC] * jcf
+                        if switching_spread:
+                            delta *= max(1.0 + fp[F_SDELTA] * normal_ppf(
+                                u32_to_uniform(w_sw[2 * q])), 0.0)
+                            jc *= max(1.0 + fp[F_SJC] * normal_ppf(
+                                u32_to_uniform(w_sw[2 * q + 1])), 1e-6)
+                        ic = jc * area
+                    if needs_reset:
+                        # reset pulse towards AP (twin of _engine_kernels._reset_state)
+                        p_reset = 1.0
+                        if physics:
+                            p_reset = pulse_switch_probability_physics(
+                                STATE_P, g_p, tmr_at_bias(tmr, vw, vh), ic, ic * fp[F_JCASYM],
+                                delta, vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+                        elif mode == WRITE_TABLE:
+                            p_reset = table_probability(fp, STATE_P, vw)
+                        elif mode != 0:
+                            p_reset = 1.0 - fp[F_ERROR_RATE]
+                        u_reset = u32_to_uniform(w_rs[q]) if draw_reset else 0.0
+                        if u_reset < p_reset:
+                            state = STATE_AP
+                        elif defect == 0:
+                            n_reset_err += 1
                     if state != target:
                         n_pulses += 1
                         p_switch = 1.0
                         if physics:
-                            area = (math.pi / 4.0) * diam * diam
-                            ratio = diam / fp[F_DC]
-                            delta = fp[F_DSAT] * min(1.0, ratio * ratio)
-                            jc = fp[F_JC]
-                            if switching_spread:
-                                delta *= max(1.0 + fp[F_SDELTA] * normal_ppf(
-                                    u32_to_uniform(w_sw[2 * q])), 0.0)
-                                jc *= max(1.0 + fp[F_SJC] * normal_ppf(
-                                    u32_to_uniform(w_sw[2 * q + 1])), 1e-6)
-                            ic = jc * area
                             p_switch = pulse_switch_probability_physics(
                                 state, g_p, tmr_at_bias(tmr, vw, vh), ic, ic * fp[F_JCASYM], delta,
                                 vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+                        elif mode == WRITE_TABLE:
+                            p_switch = table_probability(fp, state, vw)
                         elif mode != 0:
                             p_switch = 1.0 - fp[F_ERROR_RATE]
                         # ideal mode without random init draws no words: every pulse switches
@@ -470,6 +549,7 @@ def _make_kernel(n_weff: int, n_diff0: int, width: int):
         counts[s, local, C_WRITE_ERRORS] = n_err
         counts[s, local, C_DISTURBS] = 0
         counts[s, local, C_PULSES] = n_pulses
+        counts[s, local, C_RESET_ERRORS] = n_reset_err
 
         # layer-0 column-current error via the Gram matrix, in the CPU kernel's order
         n0 = layer_in[0]

@@ -22,9 +22,11 @@ from mcmtj.numerics._jit import kernel, parallel_kernel, prange
 from mcmtj.numerics._rng import (
     LANE_DEFECT,
     LANE_DEVICE,
+    LANE_DIE,
     LANE_DISTURB,
     LANE_INSTANCE,
     LANE_READ,
+    LANE_RESET,
     LANE_SWITCHING,
     LANE_UNUSED,
     LANE_VERIFY,
@@ -49,6 +51,7 @@ from mcmtj.physics._circuit_kernels import (
 )
 from mcmtj.physics.array import (
     WRITE_PHYSICS,
+    WRITE_TABLE,
     _disturb_probability,
     _final_conductance,
     _geometric_skip,
@@ -67,6 +70,7 @@ from mcmtj.physics.device import (
     _classify_defect_jit,
     _sample_parallel_conductance_jit,
     _sample_rate_jit,
+    _table_switching_probability_jit,
     _tmr_at_bias_jit,
 )
 
@@ -74,22 +78,29 @@ from mcmtj.physics.device import (
 (F_D0, F_SD, F_RA0, F_SRA, F_TMR0, F_STMR, F_VH, F_DSAT, F_DC, F_SDELTA, F_JC, F_JCASYM,
  F_SJC, F_TAU0, F_TAUD, F_BETA, F_STUCK_P, F_STUCK_AP, F_SHORT, F_OPEN, F_DISPERSION,
  F_RSHORT, F_ERROR_RATE, F_VW, F_TW, F_DG_NOM, F_THRESHOLD, F_DISTURB_RATE, F_RETRY_STEP,
- F_R_ROW, F_R_COL, F_TOL, F_NOISE, F_OFFSET, F_VREAD, F_G_NOM_P, F_G_NOM_AP, N_FP) = range(38)
+ F_R_ROW, F_R_COL, F_TOL, F_NOISE, F_OFFSET, F_VREAD, F_G_NOM_P, F_G_NOM_AP,
+ # die-to-die offsets and gradients (device.die_*, *_gradient); WER-table knot counts
+ F_DIE_D, F_DIE_RA, F_DIE_TMR, F_DIE_JC, F_GRAD_RA, F_GRAD_D, F_TABLE_N_AP, F_TABLE_N_P,
+ N_FP) = range(46)
+# A WER table (write.switching = 'table') follows the scalars: fp[N_FP:] holds, per direction
+# (AP->P, then P->AP), its knot voltages and then their ln WER (F_TABLE_N_* knots each).
 # ip indices
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
  I_SENSITIVITY, I_CIRCUIT, I_SCHEME, I_ORDER, I_VERIFY, I_MAX_RETRIES, I_VERIFY_FLOATING,
- I_FINAL_VERIFY, I_BIAS_TMR, I_MAX_ITER, I_ROWS, I_COLS, N_IP) = range(20)
+ I_FINAL_VERIFY, I_BIAS_TMR, I_MAX_ITER, I_ROWS, I_COLS, I_RESET, N_IP) = range(21)
 # count columns
 (C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, C_RETRIES, C_NONCONVERGED,
- N_COUNTS) = range(9)
+ C_RESET_ERRORS, N_COUNTS) = range(10)
 SCHEME_NONE, SCHEME_V2, SCHEME_V3 = 0, 1, 2
 ORDER_ROW, ORDER_COLUMN, ORDER_RANDOM = 0, 1, 2
 
 _WORDS_DEVICE = 3  # diameter, RA, TMR
 _WORDS_SWITCHING = 2  # barrier, critical current
 _WORDS_WRITE = 2  # initial state, pulse outcome
-_WORDS_UNUSED = 7  # cells outside the used region: 5 normals (device, switching), then
-# defect and initial-state words (all normals of the lane first, so one vectorised pass)
+_WORDS_UNUSED = 8  # cells outside the used region: 5 normals (device, switching), then
+# defect and initial-state words, then reset words (all normals of the lane first, so one
+# vectorised pass; reset words last, so the others kept their slots)
+_WORDS_DIE = 5  # per instance: diameter, RA, TMR, J_c normals, gradient angle
 
 
 @kernel
@@ -200,12 +211,13 @@ def software_predictions(weights, layer_in, layer_out, bias, X, gnorms, ip, fp, 
 
 
 @kernel
-def _switching_params(diam, z_delta, z_jc, fp, spread):
-    """Thermal barrier and critical currents (AP->P, P->AP) of one device."""
+def _switching_params(diam, z_delta, z_jc, fp, spread, jc_die):
+    """Thermal barrier and critical currents (AP->P, P->AP) of one device; ``jc_die`` is the
+    instance's J_c0 factor (:func:`_die_offsets`)."""
     area = (math.pi / 4.0) * diam * diam
     ratio = diam / fp[F_DC]
     delta = fp[F_DSAT] * min(1.0, ratio * ratio)
-    jc = fp[F_JC]
+    jc = fp[F_JC] * jc_die
     if spread:
         delta *= max(1.0 + fp[F_SDELTA] * z_delta, 0.0)
         jc *= max(1.0 + fp[F_SJC] * z_jc, 1e-6)
@@ -234,16 +246,63 @@ def _instance_rates(k0, k1, solution, instance, fp, ip, stream):
 
 
 @kernel
+def _die_offsets(k0, k1, solution, instance, fp, st):
+    """Die-to-die offsets of one instance, from its own lane (five words, always the same
+    ones): (diameter offset m, ln RA offset, TMR offset, J_c0 factor, cos phi, sin phi) with
+    phi the direction of the linear gradients; the RA offset is returned as its factor
+    exp(sigma z) (libm, once per instance). All neutral, and nothing drawn, when off."""
+    if (fp[F_DIE_D] == 0.0 and fp[F_DIE_RA] == 0.0 and fp[F_DIE_TMR] == 0.0
+            and fp[F_DIE_JC] == 0.0 and fp[F_GRAD_RA] == 0.0 and fp[F_GRAD_D] == 0.0):
+        return 0.0, 1.0, 0.0, 1.0, 1.0, 0.0
+    stream_init(st, k0, k1, LANE_DIE, solution, instance)
+    z_d = normal_ppf(u32_to_uniform_jit(float(stream_u32(st))))
+    z_ra = normal_ppf(u32_to_uniform_jit(float(stream_u32(st))))
+    z_tmr = normal_ppf(u32_to_uniform_jit(float(stream_u32(st))))
+    z_jc = normal_ppf(u32_to_uniform_jit(float(stream_u32(st))))
+    phi = 2.0 * math.pi * u32_to_uniform_jit(float(stream_u32(st)))
+    return (fp[F_DIE_D] * z_d, math.exp(fp[F_DIE_RA] * z_ra), fp[F_DIE_TMR] * z_tmr,
+            max(1.0 + fp[F_DIE_JC] * z_jc, 1e-6), math.cos(phi), math.sin(phi))
+
+
+@kernel
+def _device_params(z_d, z_ra, z_tmr, r, c, rows, cols, fp, die):
+    """(G_P, diameter, TMR0) of the device at (r, c) of a rows x cols array, from its
+    standard normals and the instance's die offsets ``die``: d = d0 (1 + g_d u) + delta_d
+    + sigma_d z_d, RA = RA0 (1 + g_RA u) exp(delta_lnRA) exp(sigma_RA z_RA), TMR = TMR0 +
+    delta_TMR + sigma_TMR z_TMR (>= 0), where u = ((c + 1/2)/cols - 1/2) cos phi + ((r +
+    1/2)/rows - 1/2) sin phi is the cell's position along the gradient (|u| <= 0.71)."""
+    dd, ra_die, dtmr, jcf, cphi, sphi = die
+    u = ((c + 0.5) / cols - 0.5) * cphi + ((r + 0.5) / rows - 0.5) * sphi
+    d_nom = fp[F_D0] * (1.0 + fp[F_GRAD_D] * u) + dd
+    ra_nom = fp[F_RA0] * (1.0 + fp[F_GRAD_RA] * u) * ra_die
+    g_p, diam = _sample_parallel_conductance_jit(z_d, z_ra, d_nom, fp[F_SD], ra_nom, fp[F_SRA])
+    tmr = fp[F_TMR0] + dtmr + fp[F_STMR] * z_tmr
+    return g_p, diam, 0.0 if tmr < 0.0 else tmr
+
+
+@kernel
+def _table_p(fp, state, voltage):
+    """Switching probability from the WER table stored after ``fp[N_FP]`` for a device in
+    ``state`` (AP: the AP->P curve) under ``voltage``."""
+    n_ap = np.int64(fp[F_TABLE_N_AP])
+    if state == STATE_AP:
+        return _table_switching_probability_jit(fp, N_FP, n_ap, voltage)
+    return _table_switching_probability_jit(fp, N_FP + 2 * n_ap, np.int64(fp[F_TABLE_N_P]),
+                                            voltage)
+
+
+@kernel
 def _fill_device_lanes(k0, k1, solution, instance, n_dev, words, scratch, variation, spread,
-                       any_defect, write):
+                       any_defect, write, reset):
     """Fill the fixed-layout lanes of the used devices (one vectorised pass each) and
-    return their words (rows 0-3 of ``words``): device (3 per device), switching (2),
-    defect (1), write (2). A lane not needed is left unfilled. ``scratch``: uint32 of
-    ``words.shape[1]`` for :func:`fill_lane`."""
+    return their words (rows 0-3 and 6 of ``words``): device (3 per device), switching (2),
+    defect (1), write (2), reset (1). A lane not needed is left unfilled. ``scratch``:
+    uint32 of ``words.shape[1]`` for :func:`fill_lane`."""
     w_dev = words[0, : _round4(_WORDS_DEVICE * n_dev)]
     w_sw = words[1, : _round4(_WORDS_SWITCHING * n_dev)]
     w_def = words[2, : _round4(n_dev)]
     w_wr = words[3, : _round4(_WORDS_WRITE * n_dev)]
+    w_rs = words[6, : _round4(n_dev)]
     if variation:
         fill_lane(k0, k1, LANE_DEVICE, solution, instance, w_dev, scratch)
         if spread:
@@ -252,13 +311,66 @@ def _fill_device_lanes(k0, k1, solution, instance, n_dev, words, scratch, variat
         fill_lane(k0, k1, LANE_DEFECT, solution, instance, w_def, scratch)
     if write:
         fill_lane(k0, k1, LANE_WRITE, solution, instance, w_wr, scratch)
-    return w_dev, w_sw, w_def, w_wr
+    if reset:
+        fill_lane(k0, k1, LANE_RESET, solution, instance, w_rs, scratch)
+    return w_dev, w_sw, w_def, w_wr, w_rs
+
+
+@kernel
+def _reset_state(fp, mode, reset, fabricated, defect, u_reset, g_p, tmr, ic, ic_rev, delta,
+                 voltage):
+    """State of one device after the reset, and whether its reset failed.
+
+    With ``reset`` a device fabricated P gets a pulse towards AP at ``voltage`` (the write
+    amplitude and width, the write's switching model: always switches in 'ideal' mode, fails
+    with ``write.error_rate`` in 'fixed' mode); it switches when ``u_reset`` (its reset
+    uniform) is below the probability, else stays P, a failure counted for healthy
+    devices only. Stuck devices keep their stuck state and draw nothing. Both paths call
+    this, so the circuit path can give the pulse its line-dropped ``voltage``.
+    """
+    if defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP:
+        return _stuck_state(defect, fabricated), False
+    if not reset or fabricated == STATE_AP:
+        return fabricated, False
+    p = _pulse_probability(fp, mode, STATE_P, g_p, tmr, ic, ic_rev, delta, voltage)
+    if u_reset < p:
+        return STATE_AP, False
+    return STATE_P, defect == 0
+
+
+@kernel
+def _sample_devices(states, layer_in, layer_out, fp, rows, cols, die, w_dev, variation, zbuf,
+                    tails, tbuf, devp, tflat):
+    """The core path's device sampler: per used device (flat order layer, row, column)
+    ``devp[0]`` = G_P (S), ``devp[1]`` = diameter (m), ``devp[2]`` = TMR0, and ``tflat`` its
+    target state, from the device lane's words ``w_dev`` (3 per device) and the instance's
+    die offsets ``die`` (:func:`_die_offsets`). Returns the number of devices."""
+    n_dev = 0
+    for l in range(layer_in.shape[0]):
+        n_dev += layer_in[l] * 2 * layer_out[l]
+    z = zbuf[: _WORDS_DEVICE * n_dev]
+    if variation:
+        normals_from_words(w_dev[: _WORDS_DEVICE * n_dev], z, tails, tbuf)
+    else:
+        z[:] = 0.0
+    k = 0
+    for l in range(layer_in.shape[0]):
+        for r in range(layer_in[l]):
+            for c in range(2 * layer_out[l]):
+                g_p, diam, tmr = _device_params(z[3 * k], z[3 * k + 1], z[3 * k + 2], r, c,
+                                                rows, cols, fp, die)
+                devp[0, k] = g_p
+                devp[1, k] = diam
+                devp[2, k] = tmr
+                tflat[k] = states[l, r, c]
+                k += 1
+    return n_dev
 
 
 @kernel
 def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
                        words, zbuf, tails, tbuf, devp, flat, g, correct_dev, stream):
-    """Sample, write and read one instance; fill ``g`` (conductances) and return counts.
+    """Sample, reset, write and read one instance; fill ``g`` (conductances), return counts.
 
     Returns (n_correct_devices, n_correct_weights, n_devices, n_weights, counts tuple).
     ``correct_dev`` receives 1 where a device ended healthy in its target state.
@@ -267,50 +379,25 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
     variation = ip[I_VARIATION] != 0
     mode = ip[I_MODE]
     physics = mode == WRITE_PHYSICS
+    rows = ip[I_ROWS]
+    cols = ip[I_COLS]
     n_dev = 0
     for l in range(n_layers):
         n_dev += layer_in[l] * 2 * layer_out[l]
 
     rate_sp, rate_sap, rate_short, rate_open, any_defect = _instance_rates(
         k0, k1, solution, instance, fp, ip, stream)
+    die = _die_offsets(k0, k1, solution, instance, fp, stream)
     spread = variation and physics and (fp[F_SDELTA] > 0.0 or fp[F_SJC] > 0.0)
-    w_dev, w_sw, w_def, w_wr = _fill_device_lanes(
+    init_random = ip[I_INIT_RANDOM] != 0
+    reset = ip[I_RESET] != 0
+    w_dev, w_sw, w_def, w_wr, w_rs = _fill_device_lanes(
         k0, k1, solution, instance, n_dev, words, words[5], variation, spread, any_defect,
-        mode != 0 or ip[I_INIT_RANDOM] != 0)
+        mode != 0 or init_random, reset and mode != 0)
 
-    # Device parameters in one vectorisable pass: g_P, diameter, TMR per device.
-    d0 = fp[F_D0]
-    if variation:
-        sd = fp[F_SD]
-        sra = fp[F_SRA]
-        ra0 = fp[F_RA0]
-        tmr0 = fp[F_TMR0]
-        stmr = fp[F_STMR]
-        z = zbuf[: _WORDS_DEVICE * n_dev]
-        normals_from_words(w_dev[: _WORDS_DEVICE * n_dev], z, tails, tbuf)
-        for k in range(n_dev):
-            g_p, diam = _sample_parallel_conductance_jit(z[3 * k], z[3 * k + 1], d0, sd, ra0, sra)
-            tmr = tmr0 + stmr * z[3 * k + 2]
-            devp[0, k] = g_p
-            devp[1, k] = diam
-            devp[2, k] = 0.0 if tmr < 0.0 else tmr
-    else:
-        g_p, diam = _sample_parallel_conductance_jit(0.0, 0.0, d0, 0.0, fp[F_RA0], 0.0)
-        devp[0, :n_dev] = g_p
-        devp[1, :n_dev] = diam
-        devp[2, :n_dev] = fp[F_TMR0]
-
-    # Targets, defects, write and conductance as flat passes over the devices (order:
-    # layer, row, column). In 'fixed' and 'ideal' mode the main pass is branch-free and
-    # vectorises; only the physics model's switching probabilities need a scalar loop,
-    # and only over the pulsed devices.
-    tflat, dflat, pflat, gflat, okflat, idx = flat
-    k = 0
-    for l in range(n_layers):
-        for r in range(layer_in[l]):
-            for c in range(2 * layer_out[l]):
-                tflat[k] = states[l, r, c]
-                k += 1
+    tflat, dflat, pflat, gflat, okflat, idx, sflat = flat
+    _sample_devices(states, layer_in, layer_out, fp, rows, cols, die, w_dev, variation, zbuf,
+                    tails, tbuf, devp, tflat)
     if any_defect:
         c1 = rate_sp
         c2 = c1 + rate_sap
@@ -322,29 +409,46 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
                         DEFECT_SHORT if u < c3 else DEFECT_OPEN if u < c4 else 0)
     else:
         dflat[:n_dev] = 0
-    init_random = ip[I_INIT_RANDOM] != 0
-    if physics:
-        vw = fp[F_VW]
-        m = 0
+
+    # Initial states (as fabricated, then the reset) and the pulses' switching
+    # probabilities. In 'fixed' and 'ideal' mode without reset the pass is branch-free and
+    # vectorises; the switching model needs a scalar loop over the devices it touches.
+    vw = fp[F_VW]
+    n_reset_err = 0
+    if mode >= WRITE_PHYSICS or (reset and mode != 0):
         for k in range(n_dev):
             d = dflat[k]
-            s0 = (w_wr[2 * k] & np.uint32(1)) if init_random else STATE_AP
-            s0 = STATE_P if d == DEFECT_STUCK_P else STATE_AP if d == DEFECT_STUCK_AP else s0
-            idx[m] = k
-            m += s0 != tflat[k]
-        for t in range(m):
-            k = idx[t]
-            z_delta = 0.0
-            z_jc = 0.0
-            if spread:
-                z_delta = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
-                z_jc = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
-            delta, ic, ic_rev = _switching_params(devp[1, k], z_delta, z_jc, fp, spread)
-            pflat[k] = _pulse_switch_probability(
-                mode, 0.0, 1 - tflat[k], devp[0, k], _tmr_at_bias_jit(devp[2, k], vw, fp[F_VH]),
-                ic, ic_rev,
-                delta, vw, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
+            fab = (w_wr[2 * k] & np.uint32(1)) if init_random else STATE_AP
+            stuck = d == DEFECT_STUCK_P or d == DEFECT_STUCK_AP
+            needs_reset = reset and fab == STATE_P and not stuck
+            target = tflat[k]
+            delta = 0.0
+            ic = 0.0
+            ic_rev = 0.0
+            if physics:
+                after = STATE_AP if needs_reset else _stuck_state(d, fab)
+                if needs_reset or after != target:
+                    z_delta = 0.0
+                    z_jc = 0.0
+                    if spread:
+                        z_delta = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k])))
+                        z_jc = normal_ppf(u32_to_uniform_jit(float(w_sw[2 * k + 1])))
+                    delta, ic, ic_rev = _switching_params(devp[1, k], z_delta, z_jc, fp, spread,
+                                                          die[3])
+            u_rs = u32_word_to_uniform(w_rs[k]) if needs_reset else 0.0
+            s0, failed = _reset_state(fp, mode, reset, fab, d, u_rs, devp[0, k], devp[2, k], ic,
+                                      ic_rev, delta, vw)
+            n_reset_err += failed
+            sflat[k] = s0
+            if s0 != target:
+                pflat[k] = _pulse_probability(fp, mode, s0, devp[0, k], devp[2, k], ic, ic_rev,
+                                              delta, vw)
     else:
+        for k in range(n_dev):
+            d = dflat[k]
+            # ideal mode: a reset always succeeds; fixed mode gets here without reset only
+            s0 = (w_wr[2 * k] & np.uint32(1)) if init_random and not reset else STATE_AP
+            sflat[k] = STATE_P if d == DEFECT_STUCK_P else STATE_AP if d == DEFECT_STUCK_AP else s0
         pflat[:n_dev] = 1.0 - fp[F_ERROR_RATE] if mode != 0 else 1.0
     g_short = 1.0 / fp[F_RSHORT]
     n_stuck = 0
@@ -357,8 +461,7 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
         d = dflat[k]
         stuck = (d == DEFECT_STUCK_P) | (d == DEFECT_STUCK_AP)
         healthy = d <= DEFECT_STUCK_AP
-        s0 = (w_wr[2 * k] & np.uint32(1)) if init_random else STATE_AP
-        s0 = STATE_P if d == DEFECT_STUCK_P else STATE_AP if d == DEFECT_STUCK_AP else s0
+        s0 = sflat[k]
         target = tflat[k]
         pulsed = s0 != target
         switched = pulsed & (u32_word_to_uniform(w_wr[2 * k + 1]) < pflat[k]) & (not stuck)
@@ -386,7 +489,8 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
             for j in range(layer_out[l]):
                 good_w += correct_dev[l, r, 2 * j] and correct_dev[l, r, 2 * j + 1]
                 n_w += 1
-    return good_dev, good_w, n_dev, n_w, (n_stuck, n_short, n_open, n_err, 0, n_pulses, 0, 0)
+    return good_dev, good_w, n_dev, n_w, (n_stuck, n_short, n_open, n_err, 0, n_pulses, 0, 0,
+                                          n_reset_err)
 
 
 @kernel
@@ -396,7 +500,10 @@ def _cell_conductance(state, defect, g_parallel, tmr, g_short):
 
 @kernel
 def _pulse_probability(fp, mode, state, g_p, tmr, ic, ic_rev, delta, voltage):
-    """Full-select switching probability at ``voltage`` (TMR at that bias)."""
+    """Full-select switching probability at ``voltage`` (TMR at that bias), by the write mode:
+    ideal, fixed rate, device model or measured table."""
+    if mode == WRITE_TABLE:
+        return _table_p(fp, state, voltage)
     return _pulse_switch_probability(mode, fp[F_ERROR_RATE], state, g_p,
                                      _tmr_at_bias_jit(tmr, voltage, fp[F_VH]),
                                      ic, ic_rev, delta, voltage, fp[F_TW], fp[F_TAU0],
@@ -408,6 +515,8 @@ def _dist_p(fp, mode, state, defect, g_p, tmr, ic, ic_rev, delta, v_dist):
     """Disturb probability of a cell under ``v_dist`` pushing it out of ``state``."""
     if not (defect == 0):
         return 0.0  # stuck cells keep their state; shorts and opens have none that matters
+    if mode == WRITE_TABLE:
+        return _table_p(fp, state, v_dist)
     return _disturb_probability(mode, fp[F_DISTURB_RATE], state, g_p, tmr, v_dist, fp[F_VH], ic,
                                 ic_rev, delta, fp[F_TW], fp[F_TAU0], fp[F_TAUD], fp[F_BETA])
 
@@ -524,10 +633,12 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
 
     rate_sp, rate_sap, rate_short, rate_open, any_defect = _instance_rates(
         k0, k1, solution, instance, fp, ip, st_dist)
+    die = _die_offsets(k0, k1, solution, instance, fp, st_dist)
+    reset = ip[I_RESET] != 0
     scratch = words[5]
-    w_dev, w_sw, w_def, w_wr = _fill_device_lanes(
+    w_dev, w_sw, w_def, w_wr, w_rs = _fill_device_lanes(
         k0, k1, solution, instance, n_dev, words, scratch, variation, spread, any_defect,
-        True)
+        True, reset and mode != 0)
     w_un = words[4, : _round4(_WORDS_UNUSED * n_unused)]
     fill_lane(k0, k1, LANE_UNUSED, solution, instance, w_un, scratch)
     # normals in vectorised passes; the unused lane holds 5 normals per cell, then 2 words
@@ -547,6 +658,8 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
     n_stuck = 0
     n_short = 0
     n_open = 0
+    n_reset_err = 0
+    draw_reset = reset and mode != 0
     k = 0
     u = 0
     for l in range(n_layers):
@@ -564,6 +677,7 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                         zj = z_sw[2 * k + 1]
                     ud = u32_to_uniform_jit(float(w_def[k]))
                     init_word = w_wr[2 * k]
+                    u_rs = u32_to_uniform_jit(float(w_rs[k])) if draw_reset else 0.0
                 else:
                     z0 = z_un[5 * u]
                     z1 = z_un[5 * u + 1]
@@ -572,15 +686,14 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                     zj = z_un[5 * u + 4]
                     ud = u32_to_uniform_jit(float(w_un[5 * n_unused + 2 * u]))
                     init_word = w_un[5 * n_unused + 2 * u + 1]
-                if variation:
-                    g_p, diam = _sample_parallel_conductance_jit(z0, z1, fp[F_D0], fp[F_SD],
-                                                                 fp[F_RA0], fp[F_SRA])
-                    tmr = max(fp[F_TMR0] + fp[F_STMR] * z2, 0.0)
-                else:
-                    g_p, diam = _sample_parallel_conductance_jit(0.0, 0.0, fp[F_D0], 0.0,
-                                                                 fp[F_RA0], 0.0)
-                    tmr = fp[F_TMR0]
-                delta, ic, ic_rev = _switching_params(diam, zd, zj, fp, spread)
+                    u_rs = (u32_to_uniform_jit(float(w_un[7 * n_unused + u])) if draw_reset
+                            else 0.0)
+                if not variation:
+                    z0 = 0.0
+                    z1 = 0.0
+                    z2 = 0.0
+                g_p, diam, tmr = _device_params(z0, z1, z2, r, c, rows, cols, fp, die)
+                delta, ic, ic_rev = _switching_params(diam, zd, zj, fp, spread, die[3])
                 defect = 0
                 if any_defect:
                     defect = _classify_defect_jit(ud, rate_sp, rate_sap, rate_short, rate_open)
@@ -591,10 +704,14 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                             n_short += 1
                         elif defect == DEFECT_OPEN:
                             n_open += 1
-                state = STATE_AP
+                fab = STATE_AP
                 if ip[I_INIT_RANDOM] != 0:
-                    state = STATE_P if init_word & np.uint32(1) else STATE_AP
-                state = _stuck_state(defect, state)
+                    fab = STATE_P if init_word & np.uint32(1) else STATE_AP
+                # the reset pulse at the nominal write amplitude (no line drop yet)
+                state, failed = _reset_state(fp, mode, reset, fab, defect, u_rs, g_p, tmr, ic,
+                                             ic_rev, delta, fp[F_VW])
+                if used:
+                    n_reset_err += failed
                 state_f[l, r, c] = state
                 defect_f[l, r, c] = defect
                 gp_f[l, r, c] = g_p
@@ -718,7 +835,7 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                            and _is_healthy(defect_f[l, r, 2 * j + 1]))
                 n_w += 1
     return (good_dev, good_w, n_dev, n_w, readback,
-            (n_stuck, n_short, n_open, n_err, n_dist, n_pulses, n_retry, 0))
+            (n_stuck, n_short, n_open, n_err, n_dist, n_pulses, n_retry, 0, n_reset_err))
 
 
 @kernel
@@ -816,7 +933,7 @@ def _block_geometry(job, n, block, layer_in, layer_out):
 def _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words):
     """Scratch shared by both block kernels: (words, g, correct_dev, weff, raw0, act_a, act_b,
     pred, stream, offs, diff, md)."""
-    return (np.empty((6, n_words), np.uint32),  # five lanes and a scratch row
+    return (np.empty((7, n_words), np.uint32),  # five lanes, a scratch row, the reset lane
             np.zeros((n_layers, max_in, 2 * max_out)),
             np.zeros((n_layers, max_in, 2 * max_out), np.bool_),
             np.zeros((n_layers, max_in, max_out)),
@@ -863,7 +980,7 @@ def _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_de
         for c in range(c0):
             num += diff[f, c] * md[c]
     rmse[s, local] = math.sqrt(max(num, 0.0) / rmse_den[s])
-    for c in range(N_COUNTS - 1):
+    for c in range(N_COUNTS):
         counts[s, local, c] = cnt[c]
     counts[s, local, C_NONCONVERGED] = nonconv
 
@@ -918,7 +1035,8 @@ def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer
         _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words))
     devp = np.empty((3, n_dev))
     flat = (np.empty(n_dev, np.uint8), np.empty(n_dev, np.uint8), np.empty(n_dev),
-            np.empty(n_dev), np.empty(n_dev, np.bool_), np.empty(n_dev, np.int64))
+            np.empty(n_dev), np.empty(n_dev, np.bool_), np.empty(n_dev, np.int64),
+            np.empty(n_dev, np.uint8))
     zbuf = np.empty(_WORDS_DEVICE * n_dev)
     tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
     tbuf = np.empty(_WORDS_DEVICE * n_dev)

@@ -35,6 +35,8 @@ __all__ = [
     "LANE_VERIFY",
     "LANE_READ",
     "LANE_UNUSED",
+    "LANE_RESET",
+    "LANE_DIE",
     "instance_key",
     "philox4x32",
     "lane_words",
@@ -50,6 +52,8 @@ LANE_DISTURB = 5  # half-select disturb events (variable count)
 LANE_VERIFY = 6  # verify retries and misreads (variable count)
 LANE_READ = 7  # read noise, comparator offsets
 LANE_UNUSED = 8  # cells of an array outside the layer's used region (fixed slots)
+LANE_RESET = 9  # one word per used device: outcome of its reset pulse
+LANE_DIE = 10  # per-instance (die) offsets: 5 words (diameter, RA, TMR, J_c, gradient angle)
 _LANE_SHIFT = np.uint64(26)
 
 _M0 = np.uint64(0xD2511F53)

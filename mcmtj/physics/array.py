@@ -6,8 +6,11 @@ its own ``rows x cols`` array. Device target states come from
 :class:`mcmtj.networks.solutions.SolutionSet` (1 = P, 0 = AP).
 
 Write procedure (this module's part; half-select disturb and verify belong to
-the passive-array options): every device is first reset to its initial state
-(all AP, or random), the reset being ideal; then each device whose target
+the passive-array options): every device starts in its as-fabricated state (P or AP
+with probability 1/2) and gets a reset pulse towards AP of the write's amplitude and
+width, which switches it with the same probability as a write (``write.initial =
+'ap'``; a failure leaves it P and counts in ``n_reset_errors``; ``'ap_ideal'`` starts
+every device exactly AP, ``'random'`` skips the reset); then each device whose target
 differs from its state gets one pulse of amplitude ``V_w`` and width ``t_w``
 with the polarity of its target, which switches it with the device's own
 probability (:func:`mcmtj.physics.device.switching_probability`), or ``1 - error_rate``
@@ -58,11 +61,13 @@ from mcmtj.physics.device import (
     _tmr_at_bias_jit,
 )
 
-__all__ = ["check_fit", "ideal_read", "WRITE_IDEAL", "WRITE_FIXED", "WRITE_PHYSICS"]
+__all__ = ["check_fit", "ideal_read", "WRITE_IDEAL", "WRITE_FIXED", "WRITE_PHYSICS",
+           "WRITE_TABLE"]
 
 WRITE_IDEAL = 0
 WRITE_FIXED = 1
 WRITE_PHYSICS = 2
+WRITE_TABLE = 3  # 'physics' mode with a measured WER table instead of the device model
 
 
 def check_fit(layer_shapes, rows: int, cols: int) -> None:

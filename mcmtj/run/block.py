@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from mcmtj.config import Study
+from mcmtj.config import ConfigError, Study
 from mcmtj.kernels import _engine_kernels as K
 from mcmtj.networks.data import DataSplit, load_nist_wine, load_wine
 from mcmtj.networks.solutions import (
@@ -29,9 +29,9 @@ from mcmtj.networks.solutions import (
 )
 from mcmtj.networks.trainer import BinaryMLP
 from mcmtj.numerics._rng import instance_key
-from mcmtj.physics.array import WRITE_FIXED, WRITE_IDEAL, WRITE_PHYSICS, check_fit
+from mcmtj.physics.array import WRITE_FIXED, WRITE_IDEAL, WRITE_PHYSICS, WRITE_TABLE, check_fit
 from mcmtj.physics.circuit import verify_read_resistance
-from mcmtj.physics.device import nominal_conductances
+from mcmtj.physics.device import load_wer_table, nominal_conductances, wer_table_curves
 from mcmtj.run import schema
 
 __all__ = ["prepare", "Prepared", "make_plan", "run_block", "Plan", "count_names"]
@@ -141,10 +141,32 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     fp[K.F_VREAD] = rd.v_read
     fp[K.F_G_NOM_P] = g_p
     fp[K.F_G_NOM_AP] = g_ap
+    fp[K.F_DIE_D] = d.die_diameter_sigma
+    fp[K.F_DIE_RA] = d.die_resistance_area_sigma
+    fp[K.F_DIE_TMR] = d.die_tmr_sigma
+    fp[K.F_DIE_JC] = d.die_jc_sigma
+    fp[K.F_GRAD_RA] = d.ra_gradient
+    fp[K.F_GRAD_D] = d.diameter_gradient
     ip = np.zeros(K.N_IP, np.int64)
     ip[K.I_VARIATION] = d.variation
     ip[K.I_MODE] = _MODES[w.mode]
-    ip[K.I_INIT_RANDOM] = w.initial == "random"
+    ip[K.I_INIT_RANDOM] = w.initial in ("random", "ap")  # "ap": as fabricated, then reset
+    ip[K.I_RESET] = w.initial == "ap"
+    if w.switching == "table":
+        # checked here, not field by field, so that overrides may come in any order
+        if not w.wer_table:
+            raise ConfigError("write.wer_table is empty but write.switching = 'table': give the "
+                              "CSV file of measured write-error rates")
+        if w.mode != "physics":
+            raise ConfigError(f"write.switching = 'table' needs write.mode = 'physics', got "
+                              f"{w.mode!r}")
+        # the measured table at this point's pulse width follows the scalars in fp
+        path = study.resolve_path(w.wer_table)
+        curves = wer_table_curves(load_wer_table(path), w.pulse_width, path)
+        fp[K.F_TABLE_N_AP] = curves[0][0].size
+        fp[K.F_TABLE_N_P] = curves[1][0].size
+        fp = np.concatenate([fp, *(np.concatenate(curve) for curve in curves)])
+        ip[K.I_MODE] = WRITE_TABLE
     ip[K.I_DEFECTS] = df.enabled
     ip[K.I_CIRCUIT] = circuit_on(study)
     ip[K.I_SCHEME] = {"none": K.SCHEME_NONE, "v2": K.SCHEME_V2, "v3": K.SCHEME_V3}[w.scheme]
@@ -297,6 +319,8 @@ class Plan:
 
 def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
     """Load what the study needs and compute everything shared by its instances."""
+    # parameter vectors first: a bad WER table fails before any data loading or training
+    point_params = [_param_vectors(point) for _, point in study.points()]
     prep = prepared or prepare(study)
     check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols)
     pk = _pack(prep, study)
@@ -309,7 +333,7 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
         sensitivity = device_sensitivity(prep.solutions, pk.X_eval.T, pk.y_eval, gnorms[0])
     points = []
     for p, point in study.points():
-        fp, ip = _param_vectors(point)
+        fp, ip = point_params[p]
         ip[K.I_HIDDEN_SIGN] = prep.solutions.hidden_activation == "sign"
         ip[K.I_OUT_TANH] = prep.solutions.output_activation == "tanh"
         ip[K.I_EVAL_TRAIN] = study.network.eval_train
@@ -413,4 +437,5 @@ def _kernels(study: Study, executor) -> list:
 def count_names() -> list[str]:
     """Result names of the counter columns, in kernel order."""
     return [schema.N_STUCK, schema.N_SHORT, schema.N_OPEN, schema.N_WRITE_ERRORS,
-            schema.N_DISTURBS, schema.N_PULSES, schema.N_VERIFY_RETRIES, schema.N_NONCONVERGED]
+            schema.N_DISTURBS, schema.N_PULSES, schema.N_VERIFY_RETRIES, schema.N_NONCONVERGED,
+            schema.N_RESET_ERRORS]

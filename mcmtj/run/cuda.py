@@ -15,9 +15,11 @@ NVIDIA GPU, or numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before nu
 is imported), which runs the same kernel on the CPU, slowly, for tests. The
 simulator also works with the deprecated ``numba.cuda`` built into numba itself.
 
-Circuit effects of the passive-array options are not on the GPU yet: a study
-that asks for any of them is refused with ``NotImplementedError`` (see
-:func:`unsupported_features`) rather than simulated without them.
+The stochastic reset (``write.initial = 'ap'``), die-to-die variation (offsets and
+gradients) and measured WER tables (``write.switching = 'table'``, packed in the parameter
+vector) run on the GPU as on the CPU. Circuit effects of the passive-array options are not
+on the GPU yet: a study that asks for any of them is refused with ``NotImplementedError``
+(see :func:`unsupported_features`) rather than simulated without them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _INSTALL = "pip install 'mcmtj[cuda]' (numba-cuda)"
 _COUNT_COLUMNS = {
     schema.N_STUCK: "C_STUCK", schema.N_SHORT: "C_SHORT", schema.N_OPEN: "C_OPEN",
     schema.N_WRITE_ERRORS: "C_WRITE_ERRORS", schema.N_DISTURBS: "C_DISTURBS",
-    schema.N_PULSES: "C_PULSES",
+    schema.N_PULSES: "C_PULSES", schema.N_RESET_ERRORS: "C_RESET_ERRORS",
 }
 # counters of effects the CUDA path refuses (verify, bias-dependent read): always zero here
 _ZERO_COUNTS = tuple(getattr(schema, name) for name in ("N_VERIFY_RETRIES", "N_NONCONVERGED")

@@ -28,6 +28,7 @@ N_DISTURBS = "n_disturbs"
 N_PULSES = "n_pulses"
 N_VERIFY_RETRIES = "n_verify_retries"
 N_NONCONVERGED = "n_nonconverged"
+N_RESET_ERRORS = "n_reset_errors"
 
 # Per solution (dims: solution[, gnorm]).
 SOFTWARE_ACCURACY = "software_accuracy"
@@ -51,6 +52,8 @@ VARIABLES = {
     N_PULSES: ("write pulses applied", "count"),
     N_VERIFY_RETRIES: ("write pulses repeated after a failed verify read", "count"),
     N_NONCONVERGED: ("reads whose bias-dependent fixed point did not converge", "count"),
+    N_RESET_ERRORS: ("healthy devices left P by a failed reset pulse (write.initial = 'ap')",
+                     "count"),
     READBACK_FIDELITY: ("fraction of devices a final verify read reports in their target state "
                         "(what the experimenter sees)", "1"),
     SOFTWARE_ACCURACY: ("accuracy of the ideal software network, evaluation split", "1"),
