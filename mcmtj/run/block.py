@@ -34,7 +34,8 @@ from mcmtj.physics.circuit import verify_read_resistance
 from mcmtj.physics.device import load_wer_table, nominal_conductances, wer_table_curves
 from mcmtj.run import schema
 
-__all__ = ["prepare", "Prepared", "make_plan", "run_block", "Plan", "count_names"]
+__all__ = ["prepare", "Prepared", "make_plan", "run_block", "Plan", "count_names",
+           "check_inputs"]
 
 _MODES = {"ideal": WRITE_IDEAL, "fixed": WRITE_FIXED, "physics": WRITE_PHYSICS}
 #: instances of one solution handled by one parallel task inside the kernel
@@ -315,6 +316,13 @@ class Plan:
             out[schema.READBACK_FIDELITY] = ()
         out.update({name: () for name in count_names()})
         return out
+
+
+def check_inputs(study: Study) -> None:
+    """Raise the input errors of every sweep point's parameters (e.g. a bad WER table)
+    before any data loading, training or kernel compilation."""
+    for _, point in study.points():
+        _param_vectors(point)
 
 
 def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:

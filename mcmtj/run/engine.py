@@ -22,7 +22,17 @@ import numpy as np
 import xarray as xr
 
 from mcmtj.config import Study
-from mcmtj.run.block import Plan, Prepared, _kernels, _threads, count_names, make_plan, prepare
+from mcmtj.physics.array import check_fit
+from mcmtj.run.block import (
+    Plan,
+    Prepared,
+    _kernels,
+    _threads,
+    check_inputs,
+    count_names,
+    make_plan,
+    prepare,
+)
 from mcmtj.run.dataset import build_dataset
 from mcmtj.run.executors import ClusterLost, as_executor
 from mcmtj.run.progress import compile_notice, progress_bar
@@ -164,9 +174,11 @@ def simulate(
         overrides["run.instances"] = instances
     if overrides:
         study = study.replace(**overrides)
-    # input errors (files, a layer that does not fit) first; then the notice, before
-    # make_plan's software predictions, the first kernel call
+    # input errors (WER tables, files, a layer that does not fit) first; then the notice,
+    # before make_plan's software predictions, the first kernel call
+    check_inputs(study)
     prepared = prepared or prepare(study)
+    check_fit(prepared.solutions.layer_shapes, study.array.rows, study.array.cols)
     compile_notice(_kernels(study, executor), progress)
     plan = make_plan(study, prepared)
     n_inst = plan.n_instances
