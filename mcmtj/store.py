@@ -336,7 +336,8 @@ class ResultStore:
             for name, arr in group.arrays():
                 dims = tuple(arr.metadata.dimension_names or ())
                 if schema.INSTANCE in dims and name != schema.INSTANCE:
-                    self._arrays[name] = (arr, schema.GNORM in dims)
+                    # a trailing dim (gain grid or the opt-in per-device outputs) is kept
+                    self._arrays[name] = (arr, schema.GNORM in dims or schema.DEVICE in dims)
             self._done_dir = path / META / DONE
             self._done = {n for n in os.listdir(self._done_dir) if not n.startswith(".")}
         except BaseException:
