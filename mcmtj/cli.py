@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--results", type=Path, help="folder of stored results "
                        "(default: OUT/results)")
     paper.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
+    paper.add_argument("--data", type=Path, help="local copy of the NIST Wine data (default: "
+                       "MCMTJ_NIST_WINE, the studies' nist_path, or the download cache)")
     return p
 
 
@@ -200,7 +202,7 @@ def _paper(args) -> int:
     from .paper import main as paper_main
 
     paper_main(args.paper, quick=args.quick, out=args.out, results=args.results,
-               threads=args.threads)
+               threads=args.threads, data=args.data)
     return 0
 
 
