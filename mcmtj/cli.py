@@ -163,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"numba threads (default: {cores}); results do not depend on it")
     paper.add_argument("--quiet", action="store_true",
                        help="no progress records or notices on stderr")
+    paper.add_argument("--data", type=Path, help="local copy of the NIST Wine data (default: "
+                       "MCMTJ_NIST_WINE, the studies' nist_path, or the download cache)")
     return p
 
 
@@ -425,7 +427,7 @@ def _info(args) -> int:
 
 def _paper(args) -> int:
     paper_module(args.paper).main(args.paper, quick=args.quick, out=args.out,
-                                  results=args.results, threads=args.threads,
+                                  results=args.results, threads=args.threads, data=args.data,
                                   log=(lambda line: None) if args.quiet else None)
     return 0
 

@@ -312,7 +312,10 @@ class NetworkConfig(_Section):
     eval_split: str = _f("test", "split that 'accuracy' is measured on", choices=("test", "train"))
     eval_train: bool = _f(False, "also record 'accuracy_train' on the training split")
     sensitivity: bool = _f(False, "also record 'sensitivity_fidelity' (device weights computed "
-                           "once per solution on the evaluation split at the first gnorm)")
+                           "once per solution at the first gnorm on the split that is not "
+                           "scored: training when eval_split = 'test')")
+    readback: bool = _f(False, "also record 'readback_conductance' per used device (dim "
+                        "'device'): what a one-hot calibration read of each cell measures")
     gnorm: float | list[float] = _f(1.0, "read-out gain in units of the nominal G_P - G_AP; "
                                     "a list is evaluated on the same instances (dim 'gnorm')",
                                     "1", 0.0, 1e6, lo_open=True)

@@ -550,3 +550,24 @@ def test_readback_predictions_equal_a_matrix_forward_pass():
         h = np.tanh(X.T @ W0 / gnorms[gi] + bias[s, 0, 0, :3])
         o = np.tanh(h @ W1 / gnorms[gi] + bias[s, 0, 1, :2])
         np.testing.assert_array_equal(pred[s, i, gi], o.argmax(axis=1))
+
+
+def test_bootstrap_over_solutions_and_test_samples_equals_explicit_resamples():
+    rng = np.random.default_rng(4)
+    correct = rng.random((6, 5, 10)) < rng.uniform(0.5, 0.95, (6, 1, 1))
+    targets = [0.7, 0.9]
+    out = core.bootstrap_solutions_and_samples(correct, targets, n_boot=40, seed=9,
+                                               confidence=0.8)
+    sols = core.bootstrap_indices([9, 0], 6, 0, 40)
+    smps = core.bootstrap_indices([9, 1], 10, 0, 40)
+    ys, ms = [], []
+    for b in range(40):
+        acc = correct[sols[b]][:, :, smps[b]].mean(axis=-1)  # the resample spelled out
+        ys.append([(acc >= t - 1e-9).mean() for t in targets])
+        ms.append(acc.mean())
+    np.testing.assert_allclose(out["yield_low"], np.quantile(ys, 0.1, axis=0), atol=1e-12)
+    np.testing.assert_allclose(out["yield_high"], np.quantile(ys, 0.9, axis=0), atol=1e-12)
+    assert out["mean_low"] == pytest.approx(np.quantile(ms, 0.1), abs=1e-12)
+    assert out["mean"] == pytest.approx(correct.mean())
+    np.testing.assert_allclose(out["yield"], [(correct.mean(-1) >= t - 1e-9).mean()
+                                              for t in targets])

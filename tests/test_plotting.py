@@ -164,7 +164,8 @@ def test_size_figures_take_one_dataset_or_a_mapping():
         assert ax.get_xlabel() == "device diameter (nm)"
         ax = func(sets)
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert labels == ["A, Gnorm 1", "A, tuned", "B, Gnorm 1", "B, tuned"]
+        tuned = "tuned per instance on the training split"  # the legend says which tuning
+        assert labels == ["A, Gnorm 1", f"A, {tuned}", "B, Gnorm 1", f"B, {tuned}"]
     ax = plotting.yield_vs_size(ds, target=0.95)
     assert "95" in ax.get_ylabel()
 

@@ -39,6 +39,7 @@ __all__ = [
     "exact_transform",
     "cv_tuned_correct",
     "readback_predictions",
+    "bootstrap_solutions_and_samples",
 ]
 
 # Bootstrap replicates are processed in blocks of at most this many (replicate x sample)
@@ -725,7 +726,7 @@ def _activate(z: np.ndarray, kind: int, threshold: float) -> np.ndarray:
 
 def readback_predictions(g, layer_in, layer_out, inv_dg: float, bias, X, gnorms,
                          hidden_sign: bool = False, out_tanh: bool = True,
-                         threshold: float = 0.0) -> np.ndarray:
+                         threshold: float = 0.0, y=None):
     """Class predictions of the network whose weights are read back from the array.
 
     Each layer computes ``act((sum_f x_f w_fj) / gnorm + b_j)`` with the effective
@@ -755,9 +756,15 @@ def readback_predictions(g, layer_in, layer_out, inv_dg: float, bias, X, gnorms,
     threshold : float
         Threshold of the sign activation.
 
+    y : array_like of int, shape (n_samples,), optional
+        Labels: also return the mean classification margin.
+
     Returns
     -------
-    ndarray of int8, shape (..., len(gnorms), n_samples)
+    preds : ndarray of int8, shape (..., len(gnorms), n_samples)
+    margin : ndarray, shape (..., len(gnorms)), only with ``y``
+        Mean over samples of (last-layer output of the true class) - (largest other
+        output): positive when right, larger when right by more.
     """
     g = np.asarray(g, dtype=float)
     X = np.asarray(X, dtype=float)
@@ -781,6 +788,10 @@ def readback_predictions(g, layer_in, layer_out, inv_dg: float, bias, X, gnorms,
     n_layers = len(weffs)
     raw0 = sums(np.broadcast_to(X, (*lead, *X.shape)), weffs[0])
     preds = np.empty((*lead, len(gnorms), X.shape[1]), np.int8)
+    margin = np.empty((*lead, len(gnorms)))
+    if y is not None:
+        y = np.asarray(y, dtype=np.int64)
+        onehot = np.arange(int(layer_out[-1]))[:, None] == y[None, :]
     for gi, gn in enumerate(gnorms):
         act = raw0
         for l in range(n_layers):
@@ -790,4 +801,61 @@ def readback_predictions(g, layer_in, layer_out, inv_dg: float, bias, X, gnorms,
             kind = (0 if out_tanh else 2) if l == n_layers - 1 else (1 if hidden_sign else 0)
             act = _activate((act + 0.0) / gn + bias[..., l, :n_out, None], kind, threshold)
         preds[..., gi, :] = np.argmax(act, axis=-2)
-    return preds
+        if y is not None:
+            true = np.where(onehot, act, 0.0).sum(axis=-2)
+            other = np.where(onehot, -np.inf, act).max(axis=-2)
+            margin[..., gi] = (true - other).mean(axis=-1)
+    return preds if y is None else (preds, margin)
+
+
+def bootstrap_solutions_and_samples(correct, targets, n_boot: int = 1000, confidence: float = 0.95,
+                       seed=0, tolerance: float = 1e-9) -> dict:
+    """Yield and mean accuracy with intervals that also cover the finite test set.
+
+    Each replicate resamples the solutions (clusters of instances) and, independently,
+    the test samples, both with replacement, and recomputes every instance's accuracy on
+    the resampled test set; the Monte Carlo spread over dies is carried by the instances
+    of the drawn solutions. So the interval covers: another draw of solutions from the
+    same training procedure, another test set of the same size from the same population,
+    and the dies -- not the Monte Carlo noise alone (that is the Wilson interval).
+
+    Parameters
+    ----------
+    correct : array_like of bool, shape (n_solutions, n_instances, n_samples)
+        Whether instance ``i`` of solution ``s`` classifies test sample ``k`` right.
+    targets : sequence of float
+        Accuracies an instance must reach (``>= target - tolerance``).
+    n_boot, confidence, seed
+        Replicates, two-sided level, int seed (solutions are drawn from the streams of
+        :func:`bootstrap_indices` with root ``[seed, 0]``, samples with ``[seed, 1]``).
+
+    Returns
+    -------
+    dict
+        ``yield``, ``yield_low``, ``yield_high`` (len(targets),); ``mean``,
+        ``mean_low``, ``mean_high`` (scalars).
+    """
+    c = np.asarray(correct, dtype=float)
+    S, I, N = c.shape
+    t = np.asarray(targets, dtype=float).ravel()
+    entropy = int(_entropy(seed))
+    acc = c.mean(axis=-1)
+    point_y = np.array([(acc >= x - tolerance).mean() for x in t])
+    flat = c.reshape(S * I, N)
+    ys = np.empty((int(n_boot), t.size))
+    ms = np.empty(int(n_boot))
+    block = max(1, _BLOCK_ELEMENTS * 4 // max(S * I, 1))
+    for start in range(0, int(n_boot), block):
+        stop = min(int(n_boot), start + block)
+        sol = _multiplicities(bootstrap_indices([entropy, 0], S, start, stop))
+        smp = _multiplicities(bootstrap_indices([entropy, 1], N, start, stop))
+        a = (flat @ smp.T).reshape(S, I, stop - start) / N  # accuracy per instance, replicate
+        wsol = sol.T[:, None, :] / (S * I)  # (S, 1, b)
+        ms[start:stop] = (a * wsol).sum(axis=(0, 1))
+        for j, x in enumerate(t):
+            ys[start:stop, j] = ((a >= x - tolerance) * wsol).sum(axis=(0, 1))
+    alpha = (1.0 - confidence) / 2.0
+    y_lo, y_hi = np.quantile(ys, [alpha, 1 - alpha], axis=0)
+    m_lo, m_hi = np.quantile(ms, [alpha, 1 - alpha])
+    return {"yield": point_y, "yield_low": y_lo, "yield_high": y_hi, "mean": float(acc.mean()),
+            "mean_low": float(m_lo), "mean_high": float(m_hi)}

@@ -26,6 +26,8 @@ __all__ = [
     "accuracy_vs_gnorm",
     "accuracy_vs_size",
     "metric_ranking",
+    "metric_differences",
+    "size_effect",
     "resistance_histograms",
     "software_accuracy_distribution",
     "write_fidelity_distribution",
@@ -59,6 +61,7 @@ _METRIC_LABELS = {
     schema.N_SHORT: "shorted devices",
     schema.N_OPEN: "open devices",
     schema.N_PULSES: "write pulses",
+    "calibration_predictor": "pre-deployment predictor",
 }
 
 
@@ -409,7 +412,8 @@ def _size_series(ax, data, per, stat):
             xs = x + width * (shift + 0.06 * (i - (n - 1) / 2))
             ax.errorbar(xs, v, yerr=[v - lo, hi - v], marker=marker, ls=lstyle, color=grey,
                         mfc=grey if filled else "white", mec=grey, capsize=2,
-                        label=f"{label}, {'tuned' if filled else 'Gnorm 1'}")
+                        label=f"{label}, " + (f"tuned per {per} on the training split"
+                                              if filled else "Gnorm 1"))
     return dim
 
 
@@ -511,6 +515,98 @@ def metric_ranking(corr, ax=None, set_dim="set"):
     if has_sets:
         ax.legend(frameon=False, fontsize="x-small", loc="lower right")
     return ax
+
+
+def metric_differences(cmp, ax=None, set_dim="set", reference="write_fidelity"):
+    """Each metric's paired difference in (oriented) rho from a reference metric.
+
+    Parameters
+    ----------
+    cmp : xarray.Dataset
+        ``diff``, ``diff_low``, ``diff_high`` and ``diagnostic`` on dim ``metric``
+        (from :func:`mcmtj.papers.goodwill2022.metric_comparison`), stacked along
+        ``set_dim``; NaN where
+        a set lacks a metric. Diagnostics are not drawn.
+    ax : matplotlib Axes, optional
+    set_dim : str, default "set"
+    reference : str
+        The metric the differences are taken from (drawn as the zero line).
+
+    Returns
+    -------
+    matplotlib Axes
+        A marker right of the zero line whose bar does not cross it: better than the
+        reference.
+    """
+    ax = _axes(ax)
+    keep = [str(m) for m in cmp["metric"].values
+            if m != reference and not bool(cmp["diagnostic"].sel(metric=m).fillna(0).any())]
+    sets = [str(v) for v in cmp[set_dim].values]
+    n = len(sets)
+    for i, name in enumerate(sets):
+        marker, _, grey = _style(i)
+        row = cmp.sel({set_dim: name}).sel(metric=keep)
+        d, lo, hi = (row[k].values for k in ("diff", "diff_low", "diff_high"))
+        y = np.arange(len(keep)) + 0.22 * (i - (n - 1) / 2)
+        ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt=marker, color=grey, mec="k",
+                    ecolor=grey, capsize=2, label=name)
+    ax.axvline(0, color="0.3", lw=1.0, ls="--")
+    ax.set_yticks(np.arange(len(keep)), [_METRIC_LABELS.get(m, m) for m in keep])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"rho(metric) - rho({_METRIC_LABELS.get(reference, reference)}), oriented "
+                  "(95 % paired cluster bootstrap)")
+    ax.legend(frameon=False, fontsize="x-small", loc="best")
+    return ax
+
+
+def size_effect(per_set, axes):
+    """Three panels against device size: the read-back weights' gain with the gain chosen
+    per instance, the read-back weights' relative scatter, and the yield at Gnorm 1 and
+    tuned.
+
+    Parameters
+    ----------
+    per_set : mapping of label to xarray.Dataset
+        Per size: ``effective_gain``, ``gain_q1``, ``gain_q3``, ``chosen_gnorm``,
+        optionally ``nominal_wire_gain``,
+        ``weight_spread``, ``yield_before``/``yield_tuned`` with ``_low``/``_high``
+        (from :func:`mcmtj.papers.goodwill2022.size_effect`), one size dim.
+    axes : sequence of three matplotlib Axes
+
+    Returns
+    -------
+    sequence of Axes
+    """
+    for i, (label, s) in enumerate(per_set.items()):
+        marker, ls, grey = _style(i)
+        dim = next(iter(s["effective_gain"].dims))
+        x = s[dim].values * (1e9 if dim == "diameter" else 1.0)
+        g = s["effective_gain"].values
+        axes[0].errorbar(x, g, yerr=[g - s["gain_q1"].values, s["gain_q3"].values - g],
+                         marker=marker, ls=ls, color=grey, mfc=grey, capsize=2,
+                         label=f"{label}: read-back gain (median, IQR)")
+        axes[0].plot(x, s["chosen_gnorm"].values, marker=marker, ls=":", color=grey,
+                     mfc="white", label=f"{label}: Gnorm chosen per instance (median)")
+        if "nominal_wire_gain" in s and i == 0:
+            axes[0].plot(x, s["nominal_wire_gain"].values, marker="x", ls="--", color="0.6",
+                         label="nominal arrays, wires only")
+        axes[1].plot(x, 100 * s["weight_spread"].values, marker=marker, ls=ls, color=grey,
+                     label=label)
+        for key, filled, lstyle in (("yield_before", False, ":"), ("yield_tuned", True, ls)):
+            v = 100 * s[key].values
+            lo, hi = 100 * s[f"{key}_low"].values, 100 * s[f"{key}_high"].values
+            axes[2].errorbar(x, v, yerr=[v - lo, hi - v], marker=marker, ls=lstyle,
+                             color=grey, mfc=grey if filled else "white", mec=grey, capsize=2,
+                             label=f"{label}, "
+                                   + ("tuned per instance on the training split" if filled
+                                      else "Gnorm 1"))
+    axes[0].set_ylabel("gain (1 = nominal G_P - G_AP)")
+    axes[1].set_ylabel("scatter of read-back weights (% of gain)")
+    axes[2].set_ylabel("yield at 90 %, test split (%)")
+    for ax in axes:
+        ax.set_xlabel("device diameter (nm)")
+        ax.legend(frameon=False, fontsize="xx-small", loc="best")
+    return axes
 
 
 def software_accuracy_distribution(data, ax=None, split="test", gnorm=None):

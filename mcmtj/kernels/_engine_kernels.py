@@ -946,8 +946,9 @@ def _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words):
 @kernel
 def _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_dev, g, layer_in,
                     layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid, weight_fid,
-                    rmse, sens_fid, counts):
-    """Store one instance's fidelity metrics, current RMSE and counters."""
+                    rmse, sens_fid, counts, dev_g):
+    """Store one instance's fidelity metrics, current RMSE and counters, and (when
+    ``dev_g`` has instances, the opt-in per-device output) its effective conductances."""
     write_fid[s, local] = good_dev / nd
     weight_fid[s, local] = good_w / nw
     if ip[I_SENSITIVITY] != 0:
@@ -983,6 +984,15 @@ def _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_de
     for c in range(N_COUNTS):
         counts[s, local, c] = cnt[c]
     counts[s, local, C_NONCONVERGED] = nonconv
+    if dev_g.shape[1] > 0:
+        # what a one-hot calibration read of each used cell measures (device order of
+        # ``sens``): the device conductance, or with wires the transfer-matrix entry
+        k = 0
+        for l in range(layer_in.shape[0]):
+            for r in range(layer_in[l]):
+                for c in range(2 * layer_out[l]):
+                    dev_g[s, local, k] = g[l, r, c]
+                    k += 1
 
 
 @kernel
@@ -1021,7 +1031,7 @@ def _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, g
 def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out,
                          bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train,
                          sw_train, gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree,
-                         write_fid, weight_fid, rmse, sens_fid, readback_fid, counts):
+                         write_fid, weight_fid, rmse, sens_fid, readback_fid, counts, dev_g):
     """One parallel task of :func:`simulate_chunk_core`: a block of consecutive instances of
     one solution on the core path (no circuit). A separate serial function so that numba's
     parfor pass sees a tiny loop body (compiling the whole pipeline inside ``prange`` took
@@ -1052,7 +1062,7 @@ def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer
                     weff[l, f, j] = (g[l, f, 2 * j] - g[l, f, 2 * j + 1]) * inv_dg
         _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, 0, correct_dev, g, layer_in,
                         layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid,
-                        weight_fid, rmse, sens_fid, counts)
+                        weight_fid, rmse, sens_fid, counts, dev_g)
         _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, gnorms,
                           X_eval, y_eval, sw_eval, X_train, y_train, sw_train, raw0, act_a,
                           act_b, pred, acc, acc_train, agree)
@@ -1063,7 +1073,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                             layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train,
                             y_train, sw_train, gram, g0, rmse_den, sens, verify_ref, acc,
                             acc_train, agree, write_fid, weight_fid, rmse, sens_fid,
-                            readback_fid, counts):
+                            readback_fid, counts, dev_g):
     """One parallel task of :func:`simulate_chunk_circuit`: as :func:`_simulate_block_core`
     with the full physical arrays (write order, disturb, verify, line resistance, read
     non-idealities)."""
@@ -1147,7 +1157,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                               act_b, pred, acc, acc_train, agree)
         _record_metrics(s, local, good_dev, good_w, nd, nw, cnt, nonconv, correct_dev, g,
                         layer_in, layer_out, ip, sens, gram, g0, rmse_den, diff, md, write_fid,
-                        weight_fid, rmse, sens_fid, counts)
+                        weight_fid, rmse, sens_fid, counts, dev_g)
 
 
 # The two parallel shells. One per path, so that a study without circuit effects never
@@ -1160,7 +1170,8 @@ _CHUNK_DOC = """Simulate instances ``start .. start + n - 1`` of every solution 
     nominal layer-0 conductances; rmse_den (S,); sens (S, n_dev) or (S, 0); verify_ref
     (S, L, rows, cols) floating-verify reference currents or (S, 0, 0, 0). Outputs: acc,
     acc_train, agree (S, n, G); write_fid, weight_fid, rmse, sens_fid, readback_fid (S, n);
-    counts (S, n, N_COUNTS).
+    counts (S, n, N_COUNTS); dev_g (S, n, n_dev) effective conductances of the used cells
+    (opt-in: (S, 0, 0) records none).
     """
 
 
@@ -1168,28 +1179,28 @@ _CHUNK_DOC = """Simulate instances ``start .. start + n - 1`` of every solution 
 def simulate_chunk_core(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias,
                         fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train,
                         gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid,
-                        weight_fid, rmse, sens_fid, readback_fid, counts):
+                        weight_fid, rmse, sens_fid, readback_fid, counts, dev_g):
     n_sol = states.shape[0]
     for job in prange(n_sol * ((n + block - 1) // block)):
         _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer_in,
                              layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train,
                              y_train, sw_train, gram, g0, rmse_den, sens, verify_ref, acc,
                              acc_train, agree, write_fid, weight_fid, rmse, sens_fid,
-                             readback_fid, counts)
+                             readback_fid, counts, dev_g)
 
 
 @parallel_kernel
 def simulate_chunk_circuit(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out,
                            bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train,
                            sw_train, gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree,
-                           write_fid, weight_fid, rmse, sens_fid, readback_fid, counts):
+                           write_fid, weight_fid, rmse, sens_fid, readback_fid, counts, dev_g):
     n_sol = states.shape[0]
     for job in prange(n_sol * ((n + block - 1) // block)):
         _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, layer_in,
                                 layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval,
                                 X_train, y_train, sw_train, gram, g0, rmse_den, sens,
                                 verify_ref, acc, acc_train, agree, write_fid, weight_fid, rmse,
-                                sens_fid, readback_fid, counts)
+                                sens_fid, readback_fid, counts, dev_g)
 
 
 simulate_chunk_core.__doc__ = _CHUNK_DOC.format(" on the core path (``ip[I_CIRCUIT] == 0``)")

@@ -6,7 +6,7 @@ usnistgov/daffodil-lib, BSD-3 licence plus the NIST software statement. Nothing 
 is committed to mcmtj; :func:`fetch_nist_wine` finds a local copy or downloads the
 repository archive at a pinned commit once (with pooch) and keeps the extracted files in
 the user's cache folder. Every file is checked against the SHA-256 manifest committed
-in the package (``mcmtj/nist_wine.sha256``, the ``sha256sum`` format, computed from that
+in the package (``mcmtj/networks/nist_wine.sha256``, the ``sha256sum`` format, computed from that
 commit's files), so a download, a cache or a local copy is either exactly that commit's
 data or refused with a one-line error naming the file.
 

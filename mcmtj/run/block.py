@@ -315,7 +315,14 @@ class Plan:
         if self.study.write.verify and self.study.write.final_verify:
             out[schema.READBACK_FIDELITY] = ()
         out.update({name: () for name in count_names()})
+        if self.study.network.readback:
+            out[schema.READBACK_CONDUCTANCE] = (self.n_devices,)
         return out
+
+    @property
+    def n_devices(self) -> int:
+        """Devices (cells) the network uses, the length of the ``device`` dim."""
+        return int(np.sum(2 * self.packed.layer_in * self.packed.layer_out))
 
 
 def check_inputs(study: Study) -> None:
@@ -337,8 +344,12 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
     S = pk.states.shape[0]
     sensitivity = np.zeros((S, 0))
     if study.network.sensitivity:
-        # depends on the solutions and data only, not on the sweep point
-        sensitivity = device_sensitivity(prep.solutions, pk.X_eval.T, pk.y_eval, gnorms[0])
+        # depends on the solutions and data only, not on the sweep point; computed on the
+        # split that is NOT scored, so the weights never see the labels they are tested on
+        data = prep.data
+        X_w, y_w = ((data.X_train, data.y_train) if study.network.eval_split == "test"
+                    else (data.X_test, data.y_test))
+        sensitivity = device_sensitivity(prep.solutions, X_w, y_w, gnorms[0])
     points = []
     for p, point in study.points():
         fp, ip = point_params[p]
@@ -387,13 +398,14 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
     sens_fid = np.empty((S, n))
     readback = np.empty((S, n))
     counts = np.empty((S, n, K.N_COUNTS), np.int32)
+    dev_g = np.empty((S, n, plan.n_devices) if plan.study.network.readback else (S, 0, 0))
     k0, k1 = (np.uint64(k) for k in pp.key)
     K.simulate_chunk(
         k0, k1, sol_start, start, n, _BLOCK, pk.states[sl], pk.layer_in, pk.layer_out,
         pk.bias[sl], pp.fp, pp.ip, plan.gnorms, pk.X_eval, pk.y_eval, pp.sw_eval[sl],
         pk.X_train, pk.y_train, pp.sw_train[sl], pk.gram, pp.g0[sl], pp.rmse_den[sl],
         pp.sensitivity[sl], pp.verify_ref[sl], acc, acc_train, agree, wfid, weight_fid, rmse,
-        sens_fid, readback, counts)
+        sens_fid, readback, counts, dev_g)
     out = {schema.ACCURACY: acc, schema.AGREEMENT: agree}
     if plan.study.network.eval_train:
         out[schema.ACCURACY_TRAIN] = acc_train
@@ -405,6 +417,8 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
         out[schema.READBACK_FIDELITY] = readback
     for c, name in enumerate(count_names()):
         out[name] = counts[..., c]
+    if plan.study.network.readback:
+        out[schema.READBACK_CONDUCTANCE] = dev_g
     return out
 
 

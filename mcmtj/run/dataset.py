@@ -86,6 +86,9 @@ def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
 
     data = {}
     for name, values in arrays.items():
+        if name == schema.READBACK_CONDUCTANCE:  # opt-in per-device output
+            data[name] = _var(name, (*inst_dims, schema.DEVICE), shaped(values, False))
+            continue
         gain = values.ndim == 4
         data[name] = _var(name, inst_dims + (g_dims if gain else ()), shaped(values, gain))
     for name, attr in ((schema.SOFTWARE_ACCURACY, "software_accuracy"),
@@ -99,6 +102,8 @@ def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
         coords[dim] = np.asarray(values)
     if has_g:
         coords[schema.GNORM] = np.asarray(plan.gnorm_list, dtype=np.float64)
+    if schema.READBACK_CONDUCTANCE in arrays:
+        coords.update(_device_coords(plan.packed.layer_in, plan.packed.layer_out))
     attrs = {
         "title": "mcmtj Monte Carlo results",
         "study": study.to_toml(),
@@ -110,7 +115,16 @@ def build_dataset(plan, arrays: dict[str, np.ndarray]) -> xr.Dataset:
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs).assign_coords(
         instance_coordinate(n_inst))
-    return ds.transpose(*sweep_dims, schema.SOLUTION, schema.INSTANCE, *g_dims)
+    return ds.transpose(*sweep_dims, schema.SOLUTION, schema.INSTANCE, *g_dims, ...)
+
+
+def _device_coords(layer_in, layer_out) -> dict:
+    """Layer, row and column of each used cell, in the kernel's device order."""
+    cells = [(l, r, c) for l in range(len(layer_in)) for r in range(int(layer_in[l]))
+             for c in range(2 * int(layer_out[l]))]
+    layer, row, col = (np.array(v, dtype=np.int64) for v in zip(*cells, strict=True))
+    return {schema.DEVICE: np.arange(len(cells)), schema.DEVICE_LAYER: (schema.DEVICE, layer),
+            schema.DEVICE_ROW: (schema.DEVICE, row), schema.DEVICE_COL: (schema.DEVICE, col)}
 
 
 #: extra bytes a netCDF file needs beyond its arrays (HDF5 headers, attrs, chunk index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 SOLUTION = "solution"
 INSTANCE = "instance"
 GNORM = "gnorm"  # read-out gain grid, evaluated on the same instances
+DEVICE = "device"  # used cells of all layers, layer-major then row, column (opt-in outputs)
 
 # Per instance (dims: sweep..., solution, instance[, gnorm]).
 ACCURACY = "accuracy"
@@ -29,6 +30,13 @@ N_PULSES = "n_pulses"
 N_VERIFY_RETRIES = "n_verify_retries"
 N_NONCONVERGED = "n_nonconverged"
 N_RESET_ERRORS = "n_reset_errors"
+
+# Per instance and device (dims: sweep..., solution, instance, device), opt-in.
+READBACK_CONDUCTANCE = "readback_conductance"
+#: coordinates of the ``device`` dim: layer, row and column of each used cell.
+DEVICE_LAYER = "device_layer"
+DEVICE_ROW = "device_row"
+DEVICE_COL = "device_col"
 
 # Per solution (dims: solution[, gnorm]).
 SOFTWARE_ACCURACY = "software_accuracy"
@@ -56,6 +64,8 @@ VARIABLES = {
                      "count"),
     READBACK_FIDELITY: ("fraction of devices a final verify read reports in their target state "
                         "(what the experimenter sees)", "1"),
+    READBACK_CONDUCTANCE: ("effective conductance of the cell as a one-hot calibration read "
+                           "measures it (device, or transfer-matrix entry with wires)", "S"),
     SOFTWARE_ACCURACY: ("accuracy of the ideal software network, evaluation split", "1"),
     SOFTWARE_ACCURACY_TRAIN: ("accuracy of the ideal software network, training split", "1"),
 }

@@ -589,7 +589,9 @@ class ResultStore:
                 # every block writes every chunk file, even one of fill values only, so
                 # that a deleted chunk is always noticed
                 arr = arr.with_config({"write_empty_chunks": True})
-                self._arrays[name] = (arr, schema.GNORM in arr.metadata.dimension_names)
+                dims = tuple(arr.metadata.dimension_names or ())
+                # a trailing dim (gain grid or the opt-in per-device outputs) is kept
+                self._arrays[name] = (arr, schema.GNORM in dims or schema.DEVICE in dims)
             self._done_dir = path / META / DONE
             self._done = {n for n in os.listdir(self._done_dir) if not n.startswith(".")}
         except BaseException:
