@@ -203,20 +203,52 @@ def test_sigint_keeps_zarr_blocks_and_prints_the_resume_command(study, tmp_path)
     assert info.returncode == 0 and "complete (100/100 blocks)" in info.stdout
 
 
-def test_sigterm_on_a_nc_run_writes_nothing(study, tmp_path):
-    args = ["run", study.name, "-o", "r.nc", "--instances", 100000, "--chunk-size", 500,
-            "--progress-interval", 0]
-    proc = _start(args, tmp_path)
-    _read_until(proc, RECORD.pattern, [])
+def test_sigterm_on_a_nc_run_on_a_terminal(study, tmp_path):
+    """stderr on a terminal: a tqdm bar (no log records); SIGTERM then ends the run with
+    one line, exit 143, and no .nc (nor a temporary file) left behind."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    args = ["run", study.name, "-o", "r.nc", "--instances", 100000, "--chunk-size", 500]
+    master, slave = pty.openpty()
+    # a terminal 100 columns wide (a new pty has 0, where tqdm draws nothing)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([*MCMTJ, *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    screen = b""
+    bar = re.compile(rb"instances:\s+\d+%\|.*?\|\s*[1-9][\d.]*[kM]?/400k")
+    deadline = time.monotonic() + 300
+
+    def read(timeout):
+        nonlocal screen
+        if select.select([master], [], [], timeout)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                return False
+            screen += chunk
+            return bool(chunk)
+        return True
+
+    while not bar.search(screen):  # the bar has counted a finished block
+        assert time.monotonic() < deadline and read(1.0), screen.decode(errors="replace")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (
+    while read(1.0) and time.monotonic() < deadline:  # to EOF: the child closed the pty
+        pass
+    proc.wait(timeout=120)
+    os.close(master)
+    text = screen.decode(errors="replace")
+    assert proc.returncode == 143, text
+    assert "Traceback" not in text and "instances/s, ETA" not in text  # a bar, not records
+    last = [line for line in re.split(r"[\r\n]+", text) if line.strip()][-1]
+    assert last == (
         "mcmtj: stopped by SIGTERM; no r.nc written (a .nc file is written at the end only; "
         "a .zarr output keeps finished blocks); start again with: "
-        f"mcmtj run {shlex.quote(study.name)} -o r.nc --instances 100000 --chunk-size 500 "
-        "--progress-interval 0")
+        f"mcmtj run {shlex.quote(study.name)} -o r.nc --instances 100000 --chunk-size 500")
     assert sorted(p.name for p in tmp_path.iterdir()) == [study.name]
 
 
