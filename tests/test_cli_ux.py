@@ -167,6 +167,7 @@ def _read_until(proc, pattern, lines, timeout=300):
     raise AssertionError(f"no line matched {pattern!r}:\n{text}")
 
 
+@pytest.mark.slow  # three runs in subprocesses; the SIGTERM test below is the quick check
 def test_sigint_keeps_zarr_blocks_and_prints_the_resume_command(study, tmp_path):
     """Ctrl-C on a .zarr run: one line saying how many blocks the store keeps and the
     exact command that resumes it; exit 130; the command works and draws the plot."""
