@@ -79,8 +79,9 @@ class _LogRecords:
     """Progress as one-line log records, at most one every ``interval`` seconds.
 
     The first finished block is always reported (it shows the run is going and how
-    long a block takes, compile included); then one record per ``interval``; then a
-    last one. The rate and ETA leave out the first block, which includes compiling.
+    long it took, kernel loading or compiling included); then one record per
+    ``interval`` with the rate and ETA, which leave out that first block; then a last
+    one.
     """
 
     def __init__(self, total: int, desc: str, interval: float, clock=time.monotonic):
@@ -99,7 +100,11 @@ class _LogRecords:
         now = self.clock()
         if self.first is None:
             self.first = (now, self.done)
-            self._record(now)
+            self.last_record = now
+            # no rate yet: the first block also paid for loading or compiling the kernels
+            LOGGER.info(f"{self.done:,}/{self.total:,} {self.desc} "
+                        f"({100.0 * self.done / max(self.total, 1):.0f} %), first block done "
+                        f"after {_duration(now - self.start)}")
         elif now - self.last_record >= self.interval or self.done >= self.total:
             self._record(now)
 
@@ -161,7 +166,14 @@ def progress_bar(total: int, enabled: bool | None = None, desc: str = "instances
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit=" inst", unit_scale=True, desc=desc, dynamic_ncols=True)
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        width = 0
+    # a terminal that reports no width (a fresh pty, `docker run -t`): tqdm would draw
+    # nothing (0 columns, and no row to draw on); give it 80 x 24
+    size = {"dynamic_ncols": True} if width else {"ncols": 80, "nrows": 24}
+    bar = tqdm(total=total, unit=" inst", unit_scale=True, desc=desc, **size)
     try:
         yield bar
     finally:
