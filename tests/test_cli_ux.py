@@ -368,7 +368,7 @@ def test_progress_bar_on_a_terminal_that_reports_no_size():
     import pty
 
     master, slave = pty.openpty()
-    code = ("import time\nfrom mcmtj.progress import progress_bar\n"
+    code = ("import time\nfrom mcmtj.run.progress import progress_bar\n"
             "with progress_bar(100) as bar:\n    for _ in range(3):\n"
             "        time.sleep(0.05)\n        bar.update(30)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave)
