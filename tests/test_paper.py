@@ -282,6 +282,8 @@ def planted_results(seed=0):
             ACCURACY: (dims, test),
             ACCURACY_TRAIN: (dims, train),
             SOFTWARE_ACCURACY: (("diameter", SOLUTION, GNORM), np.full(shape[:2] + shape[3:], 0.9)),
+            "software_accuracy_train": (("diameter", SOLUTION, GNORM),
+                                        np.full(shape[:2] + shape[3:], 0.9)),
             WRITE_FIDELITY: (dims[:3], rng.uniform(0.9, 1.0, shape[:3])),
         },
         coords={"diameter": [40e-9, 80e-9], GNORM: grid},

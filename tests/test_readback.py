@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import mcmtj
 from mcmtj.analysis import _np as core
@@ -73,4 +72,8 @@ def test_wired_readback_rebuilds_the_engine_accuracy(nist_study, nist_prepared, 
     acc = (pred == data.y_test).mean(-1)
     np.testing.assert_array_equal(acc, ds[schema.ACCURACY].values)
     nc = mcmtj.simulate(study, progress=False)
-    xr.testing.assert_equal(nc[schema.READBACK_CONDUCTANCE], ds[schema.READBACK_CONDUCTANCE])
+    # the zarr store keeps the values and the device dim (its device_layer/row/col
+    # coordinates are in the netCDF result only)
+    assert ds[schema.READBACK_CONDUCTANCE].dims == nc[schema.READBACK_CONDUCTANCE].dims
+    np.testing.assert_array_equal(nc[schema.READBACK_CONDUCTANCE].values,
+                                  ds[schema.READBACK_CONDUCTANCE].values)

@@ -1044,10 +1044,10 @@ def _size_reading(name: str, ds: xr.Dataset, an: xr.Dataset, devices) -> list[st
     if falls_before and wire_drop > 0 and wire_drop >= 0.5 * gain_drop > 0 and tuned_holds:
         lines.append(
             f"  Reading: the read-back gain falls by {gain_drop:.3f} from the smallest to the "
-            f"largest devices, {wire_drop:.3f} of it already in nominal arrays through the "
-            "wires: the larger devices have a lower resistance, so the same line resistance "
-            "takes a larger share of the read current (IR drop), and at Gnorm 1 every layer's "
-            "input to its activation is too small by that factor; "
+            f"largest devices, and nominal, rightly written arrays lose {wire_drop:.3f} through "
+            "the wires alone: the larger devices have a lower resistance, so the same line "
+            "resistance takes a larger share of the read current (IR drop), and at Gnorm 1 "
+            "every layer's input to its activation is too small by that factor; "
             + ("the larger devices are not written worse (write fidelity does not fall); "
                if written_no_worse else "")
             + f"tuning the gain removes the loss (tuned yield {_pct(yt[-1])} % at "
@@ -1130,7 +1130,11 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         f"- Two splits of the NIST Wine data: the {n_train}-sample training split, on which "
         f"the paper's 95.3 % = {PAPER_TARGET[0]}/{PAPER_TARGET[1]} is defined, and the "
         f"{n_test}-sample test split (accuracy in steps of {100 / n_test:.1f} %). "
-        f"{TARGET_NAME[0].upper() + TARGET_NAME[1:]} is compared on the training split only.",
+        f"{TARGET_NAME[0].upper() + TARGET_NAME[1:]} is compared on the training split only. "
+        "The training split is what the solutions were fitted on (the mcmtj sets by "
+        "construction; the NIST files ship it as their training data), so accuracy there "
+        "says how faithfully an array reproduces its trained network; the test split says "
+        "how it generalises.",
         f"- Gains: *Gnorm 1* is the nominal gain, untuned; the grid is {{{grid}}}. "
         f"*CV-tuned* (training split): {folds}-fold stratified cross-validation (fold sizes "
         f"{a0.attrs['fold_sizes']}, seed {CV_SEED}); for each held-out fold the gain is "
