@@ -50,7 +50,8 @@ VARIABLES = {
     N_DISTURBS: ("half-selected devices switched by a write pulse", "count"),
     N_PULSES: ("write pulses applied", "count"),
     N_VERIFY_RETRIES: ("write pulses repeated after a failed verify read", "count"),
-    N_NONCONVERGED: ("reads whose bias-dependent fixed point did not converge", "count"),
+    N_NONCONVERGED: ("reads whose bias-dependent fixed point, or write pulses whose fast "
+                     "line solve, did not converge", "count"),
     READBACK_FIDELITY: ("fraction of devices a final verify read reports in their target state "
                         "(what the experimenter sees)", "1"),
     SOFTWARE_ACCURACY: ("accuracy of the ideal software network, evaluation split", "1"),
