@@ -219,7 +219,7 @@ class WriteConfig(_Section):
                    choices=("physics", "fixed", "ideal"))
     error_rate: float = _f(0.0, "write-error probability per pulse in 'fixed' mode", "1", 0.0, 1.0)
     voltage: float = _f(0.6, "write pulse amplitude V_w", "V", 0.0, 100.0, lo_open=True)
-    pulse_width: float = _f(10e-9, "write pulse width t_w", "s", 0.0, 1.0, lo_open=True)
+    pulse_width: float = _f(20e-9, "write pulse width t_w", "s", 0.0, 1.0, lo_open=True)
     initial: str = _f("ap", "initial state before writing: all 'ap' (reset) or 'random'",
                       choices=("ap", "random"))
     scheme: str = _f("none", "half-select biasing: 'none' (no disturb), 'v2' (devices sharing the "

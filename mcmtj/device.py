@@ -75,8 +75,66 @@ def tmr_at_bias(tmr0, voltage, bias_voltage):
 _tmr_at_bias_jit = kernel(_tmr_at_bias)
 
 
+#: Barrier (in kT) below which the Neel-Brown thermal law is no longer trusted: Kramers/Brown
+#: escape rates are asymptotic in a barrier large against kT (a few kT at least). Where the
+#: current-lowered barrier Delta (1 - I/I_c0)^beta falls below it, the crossover begins.
+THERMAL_MIN_BARRIER = 5.0
+
+
+def _switching_probability(current, critical_current, delta, pulse_width, tau0, tau_d, beta):
+    # Scalar source shared by the njit twin and the CUDA kernel (plain arithmetic and math).
+    ratio = current / critical_current
+    a = pulse_width / tau0
+    r1 = 0.0
+    if delta > THERMAL_MIN_BARRIER:
+        r1 = 1.0 - (THERMAL_MIN_BARRIER / delta) ** (1.0 / beta)
+    if ratio <= r1:
+        log_wer = -a * math.exp(-delta * (1.0 - ratio) ** beta)
+    else:
+        x1 = 1.0 - r1
+        log_wer1 = -a * math.exp(-delta * x1**beta)
+        # tangent of the thermal log WER at r1 (C1 join), continued in a straight line
+        slope = -log_wer1 * delta * beta * x1 ** (beta - 1.0)
+        log_wer = log_wer1 - slope * (ratio - r1)
+    p_thermal = -math.expm1(log_wer)
+    over = ratio - 1.0 if ratio > 1.0 else 0.0
+    p_prec = math.exp(-(math.pi * math.pi * delta / 4.0) * math.exp(-2.0 * over * pulse_width
+                                                                    / tau_d))
+    return p_thermal if p_thermal > p_prec else p_prec
+
+
 def switching_probability(current, critical_current, delta, pulse_width, tau0, tau_d, beta):
-    """Probability that one pulse switches a device.
+    """Probability that one pulse switches a device (1 - write-error rate).
+
+    Three pieces, in the write-error rate WER = 1 - P and r = I / I_c0:
+
+    1. **Thermal activation** (Neel-Brown with a current-lowered barrier; Koch, Katine &
+       Sun, PRL 92, 088302 (2004)) while the barrier is at least ``B = THERMAL_MIN_BARRIER``
+       (5 kT), i.e. for ``r <= r1 = 1 - (B / Delta)^(1/beta)`` (``r1 = 0`` if Delta <= B)::
+
+           ln WER_th(r) = -(t/tau0) exp(-Delta (1 - r)^beta)
+
+    2. **Crossover** for ``r > r1``: ln WER continues along the tangent of ln WER_th at r1
+       (continuous with a continuous slope)::
+
+           ln WER_x(r) = L1 - s (r - r1),  L1 = ln WER_th(r1),
+           s = -L1 Delta beta (1 - r1)^(beta - 1) > 0
+
+       (for Delta > B: ``L1 = -(t/tau0) e^-B``).
+    3. **Precessional switching** from a thermal initial angle (Sun, PRB 62, 570 (2000);
+       the WER form of Butler et al., IEEE Trans. Magn. 48, 4684 (2012))::
+
+           WER_pr(r) = 1 - exp(-(pi^2 Delta / 4) exp(-2 (max(r, 1) - 1) t / tau_D))
+
+    and ``WER = min(WER_th or WER_x, WER_pr)``: the more effective mechanism wins. Both
+    branches are continuous and non-increasing in r and in t, the first strictly in r, so
+    WER falls strictly and continuously through I_c0 (it can only be flat where
+    WER > 1 - exp(-pi^2 Delta/4), i.e. never for Delta > 10). The crossover runs from
+    ``r1 I_c0`` up to where the line meets WER_pr: about 0.89 to 1.16 I_c0 for Delta = 45,
+    beta = 1, t = 20 ns, tau0 = tau_D = 1 ns (up to ~3.6 I_c0 at t = 1 ns, where the
+    precessional formula needs a large overdrive). The former ``max(1 - exp(-t/tau0),
+    P_prec)`` joint kept the zero-barrier thermal rate 1/tau0 from I_c0 up to ~1.7 I_c0 (a
+    flat WER = exp(-t/tau0)); here Neel-Brown is not used where its barrier is below 5 kT.
 
     Parameters
     ----------
@@ -85,43 +143,40 @@ def switching_probability(current, critical_current, delta, pulse_width, tau0, t
     critical_current : array_like
         Zero-temperature critical current I_c0 for this direction, A.
     delta : array_like
-        Thermal stability factor (barrier / kT).
-    pulse_width, tau0, tau_d : float
-        Pulse width, thermal attempt time, precessional time constant, s.
+        Thermal stability factor (barrier / kT), >= 0.
+    pulse_width : array_like
+        Pulse width t, s.
+    tau0, tau_d : float
+        Thermal attempt time, precessional time constant, s.
     beta : float
-        Exponent of (1 - I/I_c0) in the thermal regime (1 or 2).
+        Exponent of (1 - I/I_c0) in the thermal barrier (1 to 2).
 
     Returns
     -------
     ndarray
-        Thermal regime (I < I_c0):
-        ``1 - exp(-(t/tau0) exp(-Delta (1 - I/I_c0)^beta))``; precessional regime:
-        ``max(1 - exp(-t/tau0), exp(-(pi^2 Delta/4) exp(-2 (I/I_c0 - 1) t/tau_d)))``,
-        which is continuous at I = I_c0 and non-decreasing in I and t.
+        Switching probability, computed as ``max(-expm1(ln WER_th|x), P_pr)`` so that small
+        probabilities (disturbs) keep full relative precision.
     """
-    current, critical_current, delta = np.broadcast_arrays(
-        np.asarray(current, float), np.asarray(critical_current, float), np.asarray(delta, float)
-    )
+    current, critical_current, delta, pulse_width = np.broadcast_arrays(
+        np.asarray(current, float), np.asarray(critical_current, float),
+        np.asarray(delta, float), np.asarray(pulse_width, float))
     ratio = current / critical_current
-    floor = -np.expm1(-pulse_width / tau0)
-    barrier = delta * np.maximum(1.0 - ratio, 0.0) ** beta
-    thermal = -np.expm1(-(pulse_width / tau0) * np.exp(-barrier))
+    a = pulse_width / tau0
+    big = delta > THERMAL_MIN_BARRIER
+    r1 = np.where(big, 1.0 - (THERMAL_MIN_BARRIER / np.where(big, delta, 1.0)) ** (1.0 / beta),
+                  0.0)
+    x1 = 1.0 - r1
+    log_wer1 = -a * np.exp(-delta * x1**beta)
+    slope = -log_wer1 * delta * beta * x1 ** (beta - 1.0)
+    thermal = -a * np.exp(-delta * np.maximum(1.0 - ratio, 0.0) ** beta)
+    log_wer = np.where(ratio <= r1, thermal, log_wer1 - slope * (ratio - r1))
+    p_thermal = -np.expm1(log_wer)
     decay = np.exp(-2.0 * np.maximum(ratio - 1.0, 0.0) * pulse_width / tau_d)
-    precessional = np.exp(-(np.pi**2 * delta / 4.0) * decay)
-    return np.where(ratio < 1.0, thermal, np.maximum(floor, precessional))
+    p_prec = np.exp(-(np.pi**2 * delta / 4.0) * decay)
+    return np.maximum(p_thermal, p_prec)
 
 
-@kernel
-def _switching_probability_jit(current, critical_current, delta, pulse_width, tau0, tau_d, beta):
-    """Scalar twin of :func:`switching_probability`."""
-    ratio = current / critical_current
-    if ratio < 1.0:
-        barrier = delta * (1.0 - ratio) ** beta
-        return -math.expm1(-(pulse_width / tau0) * math.exp(-barrier))
-    floor = -math.expm1(-pulse_width / tau0)
-    decay = math.exp(-2.0 * (ratio - 1.0) * pulse_width / tau_d)
-    prec = math.exp(-(math.pi**2 * delta / 4.0) * decay)
-    return max(floor, prec)
+_switching_probability_jit = kernel(_switching_probability)
 
 
 def sample_parallel_conductance(z_diameter, z_ra, diameter, diameter_sigma, resistance_area,

@@ -9,72 +9,151 @@ from mcmtj import Study, _rng
 from mcmtj import device as dv
 
 IC = 1e-4
+B_MIN = 5.0  # barrier (kT) where the thermal law hands over (device.THERMAL_MIN_BARRIER)
 
 
-# (I / I_c0, Delta, t_w, beta) -> P, evaluated by hand (see the values' comments)
-HAND = [
-    # thermal: 1 - exp(-(t/tau0) exp(-Delta (1 - r)^beta))
-    ((0.5, 45, 10e-9, 1), 1.6918979211838712e-09),  # 1 - exp(-10 e^-22.5)
-    ((0.9, 45, 10e-9, 1), 0.1051417609561561),  # 1 - exp(-10 e^-4.5)
-    ((0.7, 45, 10e-9, 2), 0.15989109471100296),  # 1 - exp(-10 e^-4.05)
-    # precessional: exp(-(pi^2 Delta/4) exp(-2 (r - 1) t/tau_d)), above the 1 - e^(-t/tau0) floor
-    ((3.0, 45, 2e-9, 1), 0.9634377141994036),  # exp(-111.03 e^-8)
-    ((2.5, 45, 3e-9, 1), 0.9863908859473285),  # exp(-111.03 e^-9)
-    ((4.0, 45, 1e-9, 1), 0.7594024437713796),  # exp(-111.03 e^-6)
-]
+def wer_oracle(r, delta, t, tau0, tau_d, beta):
+    """Write-error rate 1 - P at r = I / I_c0, written out from the model's formulas:
+    Neel-Brown thermal WER while Delta (1 - r)^beta >= 5, then the tangent of its log,
+    and the Sun/Butler precessional WER wherever that is lower. Plain Python floats."""
+    r1 = 1.0 - (B_MIN / delta) ** (1.0 / beta) if delta > B_MIN else 0.0
+    if r <= r1:
+        log_wer = -(t / tau0) * math.exp(-delta * (1.0 - r) ** beta)
+    else:
+        log_r1 = -(t / tau0) * math.exp(-delta * (1.0 - r1) ** beta)
+        slope = -log_r1 * delta * beta * (1.0 - r1) ** (beta - 1.0)
+        log_wer = log_r1 - slope * (r - r1)
+    wer_prec = -math.expm1(-(math.pi**2 * delta / 4.0)
+                           * math.exp(-2.0 * max(r - 1.0, 0.0) * t / tau_d))
+    return min(math.exp(log_wer), wer_prec)
 
 
-@pytest.mark.parametrize(("args", "expected"), HAND)
-def test_switching_probability_hand_values(args, expected):
-    ratio, delta, t, beta = args
-    p_np = dv.switching_probability(ratio * IC, IC, delta, t, 1e-9, 1e-9, beta)
-    p_jit = dv._switching_probability_jit(ratio * IC, IC, float(delta), t, 1e-9, 1e-9, float(beta))
-    assert p_np == pytest.approx(expected, rel=1e-12)
-    assert p_jit == pytest.approx(expected, rel=1e-12)
+def p_oracle(r, delta, t, tau0, tau_d, beta):
+    """Switching probability 1 - WER, with the small-P side kept exact (expm1)."""
+    r1 = 1.0 - (B_MIN / delta) ** (1.0 / beta) if delta > B_MIN else 0.0
+    if r <= r1:
+        log_wer = -(t / tau0) * math.exp(-delta * (1.0 - r) ** beta)
+    else:
+        log_r1 = -(t / tau0) * math.exp(-delta * (1.0 - r1) ** beta)
+        log_wer = log_r1 + log_r1 * delta * beta * (1.0 - r1) ** (beta - 1.0) * (r - r1)
+    p_prec = math.exp(-(math.pi**2 * delta / 4.0) * math.exp(-2.0 * max(r - 1.0, 0.0) * t / tau_d))
+    return max(-math.expm1(log_wer), p_prec)
+
+
+CASES = [(r, delta, t, beta) for r in (0.3, 0.7, 0.85, 0.9, 0.95, 1.0, 1.05, 1.2, 1.5, 2.0, 3.0, 5.0)
+         for delta in (3.0, 20.0, 45.0, 80.0) for t in (1e-9, 10e-9, 20e-9, 100e-9)
+         for beta in (1.0, 1.5, 2.0)]
+
+
+def test_switching_probability_equals_formulas_numpy_and_jit():
+    r, delta, t, beta = (np.array(c) for c in zip(*CASES, strict=True))
+    expected = np.array([p_oracle(*c[:3], 1e-9, 1e-9, c[3]) for c in CASES])
+    for b in (1.0, 1.5, 2.0):
+        sel = beta == b
+        p_np = dv.switching_probability(r[sel] * IC, IC, delta[sel], t[sel], 1e-9, 1e-9, b)
+        np.testing.assert_allclose(p_np, expected[sel], rtol=1e-12, atol=0)
+    p_jit = np.array([dv._switching_probability_jit(c[0] * IC, IC, c[1], c[2], 1e-9, 1e-9, c[3])
+                      for c in CASES])
+    np.testing.assert_allclose(p_jit, expected, rtol=1e-12, atol=0)
+    wer = np.array([wer_oracle(*c[:3], 1e-9, 1e-9, c[3]) for c in CASES])
+    np.testing.assert_allclose(1.0 - expected, wer, rtol=1e-9, atol=1e-15)
 
 
 @pytest.mark.parametrize("beta", [1.0, 2.0])
-def test_switching_probability_continuous_and_monotone(beta):
-    ratio = np.linspace(0.2, 3.0, 20001)
-    for t in (1e-9, 5e-9, 20e-9):
-        p = dv.switching_probability(ratio * IC, IC, 45.0, t, 1e-9, 1e-9, beta)
-        assert np.all(np.diff(p) >= -1e-15)
-        below = dv.switching_probability(IC * (1 - 1e-12), IC, 45.0, t, 1e-9, 1e-9, beta)
-        at = dv.switching_probability(IC, IC, 45.0, t, 1e-9, 1e-9, beta)
-        assert below == pytest.approx(at, abs=1e-9)
-    # monotone in pulse width too
-    widths = np.linspace(1e-10, 50e-9, 500)
-    for r in (0.8, 1.0, 1.5):
+@pytest.mark.parametrize("t", [1e-9, 10e-9, 20e-9, 100e-9])
+def test_wer_falls_strictly_and_continuously_through_ic0(beta, t):
+    """Dense grid through I_c0 (and the thermal hand-over r1): the switching probability
+    rises strictly wherever float can tell (0 < P < 1 - 1e-12), never falls, and has no jump
+    (the largest step shrinks with the grid spacing)."""
+    steps = []
+    for n in (40_001, 80_001):
+        r = np.linspace(0.5, 4.0, n)
+        p = dv.switching_probability(r * IC, IC, 45.0, t, 1e-9, 1e-9, beta)
+        d = np.diff(p)
+        assert np.all(d >= 0.0)
+        resolvable = (p[:-1] > 1e-300) & (p[1:] < 1.0 - 1e-12)
+        assert np.all(d[resolvable] > 0.0)
+        steps.append(np.abs(d).max())
+        # the oracle on every 400th point
+        np.testing.assert_allclose(
+            p[::400], [p_oracle(x, 45.0, t, 1e-9, 1e-9, beta) for x in r[::400]], rtol=1e-12)
+    assert steps[1] < 0.6 * steps[0] and steps[1] < 2e-3
+    r1 = 1.0 - (B_MIN / 45.0) ** (1.0 / beta)
+    for x in (r1, 1.0):
+        lo, hi = dv.switching_probability(np.array([x - 1e-9, x + 1e-9]) * IC, IC, 45.0, t, 1e-9,
+                                          1e-9, beta)
+        assert abs(hi - lo) < 1e-6 and hi >= lo
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_no_plateau_above_ic0(beta):
+    """The former max() joint held WER = exp(-t/tau0) from I_c0 to ~1.7 I_c0 at 10 ns; now each
+    10 % of overdrive lowers the WER by a clear factor."""
+    r = np.arange(1.0, 1.75, 0.1)
+    wer = np.array([wer_oracle(x, 45.0, 10e-9, 1e-9, 1e-9, beta) for x in r])
+    p = dv.switching_probability(r * IC, IC, 45.0, 10e-9, 1e-9, 1e-9, beta)
+    np.testing.assert_allclose(1.0 - p, wer, rtol=1e-6)
+    assert np.all(wer[1:] / wer[:-1] < 0.95)
+    assert wer[-1] / wer[0] < 1e-3
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_monotone_in_pulse_width(beta):
+    widths = np.linspace(1e-10, 100e-9, 2000)
+    for r in (0.5, 0.8, 0.9, 1.0, 1.1, 1.5, 3.0):
         p = dv.switching_probability(r * IC, IC, 45.0, widths, 1e-9, 1e-9, beta)
-        assert np.all(np.diff(p) >= -1e-15)
+        assert np.all(np.diff(p) >= 0.0)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_both_directions_fall_with_voltage(beta):
+    """Through the device: AP->P (current through the bias-dependent AP resistance, I_c0) and
+    P->AP (through R_P, I_c0 x jc_asymmetry) switch more likely at every higher voltage."""
+    d = Study().device
+    g_p = math.pi / 4 * d.diameter**2 / d.resistance_area
+    ic = d.jc_ap_to_p * math.pi / 4 * d.diameter**2
+    delta = d.delta_sat * min(1.0, (d.diameter / d.critical_diameter) ** 2)
+    v = np.linspace(0.05, 1.2, 30_001)
+    tmr_v = d.tmr / (1 + (v / d.tmr_bias_voltage) ** 2)
+    for current, ic_dir in ((v * g_p / (1 + tmr_v), ic), (v * g_p, ic * d.jc_asymmetry)):
+        p = dv.switching_probability(current, ic_dir, delta, 20e-9, d.tau0, d.tau_d, beta)
+        d_p = np.diff(p)
+        assert np.all(d_p >= 0.0)
+        assert np.all(d_p[(p[:-1] > 1e-300) & (p[1:] < 1 - 1e-12)] > 0.0)
 
 
 def test_default_write_window():
-    """design.md sanity: defaults give write errors and V/2 disturbs both <= 1e-3 (beta = 1),
-    and beta = 2 makes V/2 disturbs of P devices unusable."""
+    """design.md sanity, from the formulas above: the default write (V_w, t_w, beta = 1) has
+    write errors in both directions and V/2 disturbs of both states all <= 1e-3, and
+    beta = 2 makes V/2 disturbs of P devices unusable."""
     study = Study()
     d, w = study.device, study.write
-    g_p, _ = dv.nominal_conductances(d)
-    area = dv.area(d.diameter)
-    delta = dv.thermal_stability(d.diameter, d.delta_sat, d.critical_diameter)
+    area = math.pi / 4 * d.diameter**2
+    g_p = area / d.resistance_area
+    delta = d.delta_sat * min(1.0, (d.diameter / d.critical_diameter) ** 2)
     ic_ap_p = d.jc_ap_to_p * area
     ic_p_ap = ic_ap_p * d.jc_asymmetry
 
-    def p(current, ic, beta):
-        return dv.switching_probability(current, ic, delta, w.pulse_width, d.tau0, d.tau_d, beta)
-
     def g_ap(v):
-        return g_p / (1 + dv.tmr_at_bias(d.tmr, v, d.tmr_bias_voltage))
+        return g_p / (1 + d.tmr / (1 + (v / d.tmr_bias_voltage) ** 2))
 
-    write_error = 1 - p(w.voltage * g_ap(w.voltage), ic_ap_p, 1.0)
-    half = w.voltage / 2
+    def p(current, ic, beta):
+        return p_oracle(current / ic, delta, w.pulse_width, d.tau0, d.tau_d, beta)
+
+    v, half = w.voltage, w.voltage / 2
+    assert d.beta == 1.0
+    write_error_ap_p = 1 - p(v * g_ap(v), ic_ap_p, 1.0)
+    write_error_p_ap = 1 - p(v * g_p, ic_p_ap, 1.0)  # the reset direction
     disturb_p = p(half * g_p, ic_p_ap, 1.0)
     disturb_ap = p(half * g_ap(half), ic_ap_p, 1.0)
-    assert d.beta == 1.0
-    assert write_error < 1e-3 and disturb_p < 1e-3 and disturb_ap < 1e-3
-    assert write_error == pytest.approx(math.exp(-10), rel=1e-6)  # the max() floor
-    assert 1e-6 < disturb_p < 1e-5 and 1e-9 < disturb_ap < 1e-7  # design: 3e-6, 7e-9
-    assert p(half * g_p, ic_p_ap, 2.0) > 1e-2  # design: ~6e-2 with beta = 2
+    for rate in (write_error_ap_p, write_error_p_ap, disturb_p, disturb_ap):
+        assert rate < 1e-3
+    assert p(half * g_p, ic_p_ap, 2.0) > 1e-2
+    # the library agrees with the written-out formulas at these points
+    lib = dv.switching_probability(np.array([v * g_ap(v), half * g_p]),
+                                   np.array([ic_ap_p, ic_p_ap]), delta, w.pulse_width, d.tau0,
+                                   d.tau_d, 1.0)
+    np.testing.assert_allclose(lib, [1 - write_error_ap_p, disturb_p], rtol=1e-9)
 
 
 def test_parallel_conductance_twin_and_spread():
