@@ -250,7 +250,7 @@ class PointPlan:
     sw_train: np.ndarray
     software_accuracy: np.ndarray  # (S, G)
     software_accuracy_train: np.ndarray
-    g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances
+    g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances (layer 0's columns)
     rmse_den: np.ndarray  # (S,)
     sensitivity: np.ndarray  # (S, n_devices) device weights, or (S, 0) when not asked for
     verify_ref: np.ndarray  # (S, 2, L, rows, cols) floating-verify references, or (S, 0, 0, 0, 0)
@@ -321,8 +321,10 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
         sw_eval = _software(pk, gnorms, fp, ip, pk.X_eval)
         sw_train = _software(pk, gnorms, fp, ip, pk.X_train)
         g_p, g_ap = nominal_conductances(point.device)
-        n0 = pk.layer_in[0]
-        g0 = np.ascontiguousarray(np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :])
+        n0, c0 = pk.layer_in[0], 2 * pk.layer_out[0]
+        # layer 0's own columns only: a wider later layer pads states with zeros, which
+        # would count phantom AP columns in the RMSE denominator (found by tests/oracle)
+        g0 = np.ascontiguousarray(np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :c0])
         points.append(PointPlan(
             index=p, key=instance_key(study.run.seed, p), fp=fp, ip=ip,
             sw_eval=sw_eval, sw_train=sw_train,

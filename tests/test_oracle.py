@@ -1,10 +1,10 @@
 """The passive-array kernels against the independent oracle (tests/oracle/passive.py),
 instance by instance: integer results exactly, floating results to 1e-9 relative.
 
-A tiny network (13 inputs, 2 hidden, 3 outputs: 64 devices) on 13 x 6 or 13 x 13 arrays, the
-NIST Wine test split (30 samples), two instances per configuration; every effect alone and
-all together, both write schemes, both verify schemes, square and non-square arrays, writes
-through the lines with the full nodal solve.
+A tiny network (13 inputs, 2 hidden, 3 outputs: 64 devices) on 13 x 6 or 13 x 13 arrays, a
+slice of the NIST Wine data (8 test samples), one or two instances per configuration; every
+effect alone and all together, both write schemes, both verify schemes, square and non-square
+arrays, writes through the lines with the full nodal solve.
 """
 
 from __future__ import annotations
@@ -80,35 +80,53 @@ CONFIGS = {
     "all-v2": ALL,
     "all-v3-half": {**ALL, "write.scheme": "v3", "write.verify_scheme": "half"},
     "all-v2-square": {**ALL, "array.cols": 13},
+    "square-v3-wires": {**PHYSICS, **WIRES, "write.scheme": "v3", "array.cols": 13},
     "all-v3-square": {**ALL, "write.scheme": "v3", "array.cols": 13,
                       "write.order": "column", "write.initial": "ap"},
 }
 
 
+# Configurations whose oracle takes more than a few seconds (sparse solves per sample and
+# per verify read): one instance each, and the heaviest only in the slow run.
+HEAVY = {"all-v2", "all-v3-half", "all-v3-square", "bias-tmr", "bias-tmr-defects",
+         "verify-floating-fixed", "verify-floating-wires", "initial-random-floating",
+         "no-variation-v3-floating"}
+SLOW = {"all-v2-square"}
+
+
 @pytest.fixture(scope="module")
 def tiny(nist_dir):
-    """Two random ternary 13-2-3 networks and the NIST data, on 13 x 6 arrays."""
+    """A random ternary 13-2-3 network on 13 x 6 arrays; NIST Wine inputs, 12 training and
+    8 test samples (the oracle reads each sample through sparse solves)."""
+    from mcmtj.data import DataSplit, load_nist_wine
+
     rng = np.random.default_rng(5)
-    weights = (rng.integers(-1, 2, (2, 13, 2)), rng.integers(-1, 2, (2, 2, 3)))
-    biases = (rng.normal(0, 0.3, (2, 2)), rng.normal(0, 0.3, (2, 3)))
+    weights = (rng.integers(-1, 2, (1, 13, 2)), rng.integers(-1, 2, (1, 2, 3)))
+    biases = (rng.normal(0, 0.3, (1, 2)), rng.normal(0, 0.3, (1, 3)))
     sol = SolutionSet.from_weights(weights, biases, hidden_activation="tanh",
                                    output_activation="identity", name="oracle tiny")
+    full = load_nist_wine(nist_dir)
+    data = DataSplit(X_train=full.X_train[::12], y_train=full.y_train[::12],
+                     X_test=full.X_test[::4][:8], y_test=full.y_test[::4][:8],
+                     name="nist-wine slice")
     study = mcmtj.Study().replace(**{
         "network.source": "nist", "network.dataset": "nist", "network.nist_path": str(nist_dir),
         "network.eval_split": "test", "array.rows": 13, "array.cols": 6,
         "device.variation": True, "write.mode": "ideal", "write.pulse_width": 20e-9})
-    return study, mcmtj.prepare(study, solutions=sol)
+    return study, mcmtj.prepare(study, solutions=sol, data=data)
 
 
 def test_oracle_matrix_is_large_enough():
-    assert len(CONFIGS) >= 30
+    assert len(CONFIGS) >= 30 and HEAVY | SLOW <= set(CONFIGS)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+    for name in sorted(CONFIGS)])
 def test_kernels_equal_oracle(tiny, name):
     base, prep = tiny
     study = base.replace(**CONFIGS[name])
-    instances = 2
+    instances = 1 if name in HEAVY | SLOW else 2
     ds = mcmtj.simulate(study, seed=7, instances=instances, prepared=prep)
     for s in range(prep.solutions.n_solutions):
         for i in range(instances):

@@ -1,6 +1,7 @@
 """Independent oracle of the passive-array path: one instance, written plainly.
 
-Written from the formulas of design.md ("Device model", "Array model") and the README, with
+Written from the formulas of design.md ("Device model", "Array model"), the README and the
+documented switching model (mcmtj.device.switching_probability's docstring), with
 scipy.sparse nodal solves for every circuit question (write pulses, verify reads with sneak
 paths, reads with line resistance and bias-dependent TMR). It imports nothing of mcmtj's
 physics: only the study config (as plain attributes) and the random-number lanes of
@@ -91,15 +92,30 @@ def tmr_at(tmr0, v, v_h):
 
 
 def switching_probability(current, ic, delta, dev, width):
-    """Switching probability of one pulse (design.md "Device model"): Neel-Brown thermal
-    activation below I_c0, precessional above, joined by max with the t/tau0 floor."""
-    ratio = current / ic
-    if ratio < 1.0:
-        barrier = delta * (1.0 - ratio) ** dev.beta
-        return -math.expm1(-(width / dev.tau0) * math.exp(-barrier))
-    floor = -math.expm1(-width / dev.tau0)
-    decay = math.exp(-2.0 * (ratio - 1.0) * width / dev.tau_d)
-    return max(floor, math.exp(-(math.pi**2 * delta / 4.0) * decay))
+    """Switching probability of one pulse, 1 - WER (mcmtj.device.switching_probability's
+    documented model, written out here): with r = I / I_c0 and B = 5 kT,
+
+    - thermal (Neel-Brown) for r <= r1 = 1 - (B / Delta)^(1/beta) (r1 = 0 if Delta <= B):
+      ln WER = -(t/tau0) exp(-Delta (1 - r)^beta);
+    - beyond r1 ln WER follows the tangent of that curve at r1:
+      ln WER = L1 - s (r - r1), L1 = ln WER_th(r1), s = -L1 Delta beta (1 - r1)^(beta - 1);
+    - precessional: P_pr = exp(-(pi^2 Delta / 4) exp(-2 (max(r, 1) - 1) t / tau_D));
+    - P = max(1 - WER_thermal-or-crossover, P_pr).
+    """
+    r = current / ic
+    a = width / dev.tau0
+    barrier_min = 5.0
+    r1 = 1.0 - (barrier_min / delta) ** (1.0 / dev.beta) if delta > barrier_min else 0.0
+    if r <= r1:
+        log_wer = -a * math.exp(-delta * (1.0 - r) ** dev.beta)
+    else:
+        l1 = -a * math.exp(-delta * (1.0 - r1) ** dev.beta)
+        slope = -l1 * delta * dev.beta * (1.0 - r1) ** (dev.beta - 1.0)
+        log_wer = l1 - slope * (r - r1)
+    p_thermal = -math.expm1(log_wer)
+    p_prec = math.exp(-(math.pi**2 * delta / 4.0)
+                      * math.exp(-2.0 * max(r - 1.0, 0.0) * width / dev.tau_d))
+    return max(p_thermal, p_prec)
 
 
 class Cell:
