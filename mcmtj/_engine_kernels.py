@@ -446,17 +446,21 @@ def _other_cell(pos, r, c, cols):
 
 @kernel
 def _disturb_walk(l, r, c, to_p, others, v_ideal, nominal, fp, mode, cells, st, ir_on, wa, wb,
-                  pbuf):
+                  pbuf, vbuf):
     """Half-select disturbs of one pulse on (r, c) among one candidate group; returns count.
 
     ``to_p``: direction the group is pushed (towards P or AP). ``others``: the group of
     cells in neither row r nor column c (V/3 scheme) instead of the half-selected ones.
-    Each candidate's probability is taken at its own voltage: from the pulse's solved
-    node voltages ``wa - wb`` when the write sees the lines (``ir_on``; a candidate biased
-    against the push is not disturbed), else the ideal ``v_ideal`` (V/2 or V/3; looked up
-    in the precomputed ``pd_p``/``pd_ap`` at the ``nominal`` amplitude). One Bernoulli draw
-    per candidate, sampled by thinning at the group's largest probability
-    (``mcmtj.array.sample_thinned``).
+    Each candidate switches with the probability at its own voltage: from the pulse's
+    solved node voltages ``wa - wb`` when the write sees the lines (``ir_on``; a candidate
+    biased against the push is not disturbed), else the ideal ``v_ideal`` (V/2 or V/3).
+    One Bernoulli draw per candidate, sampled by thinning (``mcmtj.array.sample_thinned``):
+    proposals at p_max, the group's largest bound, each accepted with p / p_max. The bound
+    of a candidate is its precomputed probability at the ideal voltage (``pd_p``/``pd_ap``,
+    at the ``nominal`` amplitude) when its own voltage is not above that -- the switching
+    probability rises with the voltage -- so the exact probability is evaluated only for
+    the few proposed candidates; otherwise (a retry at a raised amplitude, or a voltage
+    above the ideal one) the bound is the exact probability itself.
     """
     state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
     rows = state_f.shape[1]
@@ -470,22 +474,26 @@ def _disturb_walk(l, r, c, to_p, others, v_ideal, nominal, fp, mode, cells, st, 
             i, j = _other_cell(pos, r, c, cols)
         else:
             i, j = _half_cell(pos, r, c, cols)
-        p = 0.0
+        bound = 0.0
+        v = v_ideal
         if state_f[l, i, j] == from_state and defect_f[l, i, j] == 0:
             if ir_on:
                 v = wa[i, j] - wb[i, j]
                 if others:
                     v = -v
-                if v > 0.0:
-                    p = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
-                                ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], v)
-            elif nominal:
-                p = pd_p[l, i, j] if to_p else pd_ap[l, i, j]
+            if v <= 0.0:
+                bound = 0.0
+            elif nominal and v <= v_ideal:
+                bound = pd_p[l, i, j] if to_p else pd_ap[l, i, j]
+                if not ir_on:
+                    v = -1.0  # the bound is exact
             else:
-                p = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
-                            ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], v_ideal)
-        pbuf[pos] = p
-        pmax = max(pmax, p)
+                bound = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
+                                ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], v)
+                v = -1.0
+        pbuf[pos] = bound
+        vbuf[pos] = v  # > 0: the exact probability is still to be taken at this voltage
+        pmax = max(pmax, bound)
     count = 0
     if pmax <= 0.0:
         return 0
@@ -494,11 +502,15 @@ def _disturb_walk(l, r, c, to_p, others, v_ideal, nominal, fp, mode, cells, st, 
         pos += 1 + _geometric_skip(pmax, st)
         if pos >= n:
             break
-        if stream_uniform53(st) * pmax < pbuf[pos]:
-            if others:
-                i, j = _other_cell(pos, r, c, cols)
-            else:
-                i, j = _half_cell(pos, r, c, cols)
+        if others:
+            i, j = _other_cell(pos, r, c, cols)
+        else:
+            i, j = _half_cell(pos, r, c, cols)
+        p = pbuf[pos]
+        if vbuf[pos] > 0.0 and p > 0.0:
+            p = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
+                        ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], vbuf[pos])
+        if stream_uniform53(st) * pmax < p:
             new = STATE_P if to_p else STATE_AP
             state_f[l, i, j] = new
             G_f[l, i, j] = _cell_conductance(new, 0, gp_f[l, i, j], tmr_f[l, i, j], g_short)
@@ -597,10 +609,11 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
 
     Devices of the used region draw from the same lanes and slots as the core path, the
     unused cells from their own lane, so the used devices are the core path's devices.
-    ``wscr``: scratch of the write-bias solve (Gw, wa, wb, row_src, col_src, wwork, pbuf).
+    ``wscr``: scratch of the write-bias solve and the disturb walk (Gw, wa, wb, row_src,
+    col_src, wwork, pbuf, vbuf).
     """
     state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
-    Gw, wa, wb, row_src, col_src, wwork, pbuf = wscr
+    Gw, wa, wb, row_src, col_src, wwork, pbuf, vbuf = wscr
     n_layers = layer_in.shape[0]
     rows = ip[I_ROWS]
     cols = ip[I_COLS]
@@ -796,10 +809,10 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                     nominal = voltage == fp[F_VW]
                     vd = voltage / 2.0 if scheme == SCHEME_V2 else voltage / 3.0
                     n_dist += _disturb_walk(l, r, c, to_p, False, vd, nominal, fp, mode, cells,
-                                            st_dist, ir_on, wa, wb, pbuf)
+                                            st_dist, ir_on, wa, wb, pbuf, vbuf)
                     if scheme == SCHEME_V3:
                         n_dist += _disturb_walk(l, r, c, not to_p, True, vd, nominal, fp, mode,
-                                                cells, st_dist, ir_on, wa, wb, pbuf)
+                                                cells, st_dist, ir_on, wa, wb, pbuf, vbuf)
                 if not verify:
                     break
                 if not have_ref:  # the known states do not change during the retries
@@ -1116,6 +1129,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
     gp_read = np.zeros((n_layers, rows, cols))
     wscr = (np.zeros((rows, cols)), np.zeros((rows, cols)), np.zeros((rows, cols)),
             np.zeros(rows), np.zeros(cols), np.empty(_write_work_size(rows, cols)),
+            np.zeros(max(rows + cols, (rows - 1) * (cols - 1))),
             np.zeros(max(rows + cols, (rows - 1) * (cols - 1))))
     st_read_p = np.zeros((n_layers, rows, cols), np.uint8)
     order = np.empty(rows * cols, np.int64)

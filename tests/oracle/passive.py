@@ -393,28 +393,37 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
         a, b = solve(Gw, r_row, r_col, wr.r_driver, row, col)
         return a - b
 
-    def walk(l, r, c, to_p, others, v_cells, v_ideal):
-        """Half-select disturbs of one candidate group: probability of every candidate at
-        its own voltage, then one Bernoulli draw each, sampled by thinning (geometric skips
-        at the group's largest probability p_max, acceptance p / p_max)."""
+    def walk(l, r, c, to_p, others, v_cells, v_ideal, nominal):
+        """Half-select disturbs of one candidate group: each candidate switches with the
+        probability at its own voltage, one Bernoulli draw each, sampled by thinning as
+        the kernels do (geometric skips at p_max, acceptance p / p_max). p_max is the
+        largest of the candidates' bounds: the probability at the ideal voltage when the
+        pulse has the nominal amplitude and the candidate's voltage is not above the ideal
+        one (the probability rises with the voltage), else the probability itself."""
         if others:
             cand = [(i, j) for i in range(rows) if i != r for j in range(cols) if j != c]
         else:
             cand = [(r, j) for j in range(cols) if j != c] + \
                    [(i, c) for i in range(rows) if i != r]
         from_state = AP if to_p else P
-        probs = []
+        bounds, probs = [], []
         for i, j in cand:
             cell = cells[l][i][j]
-            p = 0.0
+            bound = p = 0.0
             if cell.state == from_state and cell.defect == NONE:
+                v = v_ideal
                 if v_cells is not None:
                     v = -v_cells[i, j] if others else v_cells[i, j]
-                    p = disturb_p(cell, v) if v > 0 else 0.0
+                if v <= 0:
+                    bound = p = 0.0
+                elif nominal and v <= v_ideal:
+                    bound = disturb_p(cell, v_ideal)
+                    p = disturb_p(cell, v)
                 else:
-                    p = disturb_p(cell, v_ideal)
+                    bound = p = disturb_p(cell, v)
+            bounds.append(bound)
             probs.append(p)
-        p_max = max(probs) if probs else 0.0
+        p_max = max(bounds) if bounds else 0.0
         hits = 0
         if p_max <= 0:
             return 0
@@ -470,9 +479,12 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
                 if wr.scheme != "none":
                     to_p = target == P
                     v_half = amplitude / 2 if wr.scheme == "v2" else amplitude / 3
-                    counts["n_disturbs"] += walk(l, r, c, to_p, False, v_cells, v_half)
+                    nominal = amplitude == wr.voltage
+                    counts["n_disturbs"] += walk(l, r, c, to_p, False, v_cells, v_half,
+                                                 nominal)
                     if wr.scheme == "v3":
-                        counts["n_disturbs"] += walk(l, r, c, not to_p, True, v_cells, v_half)
+                        counts["n_disturbs"] += walk(l, r, c, not to_p, True, v_cells, v_half,
+                                                     nominal)
                 if not wr.verify:
                     break
                 if ref is None:
