@@ -889,6 +889,15 @@ def _line_relax(shunt, src, g_link, g_drive, v_drive, d, e, x):
 
 
 @kernel
+def _fill_sources(row_src, col_src, a, b):
+    """Every row node at its row's source voltage, every column node at its column's."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = row_src[i]
+            b[i, j] = col_src[j]
+
+
+@kernel
 def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, accept, tol,
                        max_sweeps, work, a, b):
     """Node voltages of a write pulse on cell (r, c): every line driven at its end (rows
@@ -928,11 +937,25 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
     g_col = 1.0 / r_col if r_col > 0.0 else 0.0
     gd_row = 1.0 / (r_row + r_drv) if r_row + r_drv > 0.0 else 0.0
     gd_col = 1.0 / (r_col + r_drv) if r_col + r_drv > 0.0 else 0.0
-    # 1. every line at its source voltage
+    # 1. every line at its source voltage. When every unselected line has the same source
+    # voltage (V/2, selected-only) the devices between unselected lines carry no current,
+    # so the answer and its error estimate involve the selected row and column only: the
+    # other node voltages are left to the caller (and written before any sweep).
+    uniform = True
+    v_other = row_src[1] if r == 0 and m > 1 else row_src[0]
     for i in range(m):
+        if i != r and row_src[i] != v_other:
+            uniform = False
+    for j in range(n):
+        if j != c and col_src[j] != v_other:
+            uniform = False
+    if uniform:
         for j in range(n):
-            a[i, j] = row_src[i]
-            b[i, j] = col_src[j]
+            b[r, j] = col_src[j]
+        for i in range(m):
+            a[i, c] = row_src[i]
+    else:
+        _fill_sources(row_src, col_src, a, b)
     # 2. the selected row (taps at column c) and column (tap at row r, numbered from its
     # driver at the bottom), joined by the selected device
     for j in range(n):
@@ -961,28 +984,45 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
     if amplitude == 0.0:
         return 0, True
     shift = 0.0
-    for i in range(m):
-        if i != r:
-            # row i: the current of each device at its ideal bias, weighted by its path
-            path = r_drv
-            drop = 0.0
-            for j in range(n):
-                path += r_row
-                drop += G[i, j] * abs(row_src[i] - b[i, j]) * path
-            shift = max(shift, drop / amplitude)
-    for j in range(n):
-        if j != c:
-            path = r_drv
-            drop = 0.0
-            for i in range(m - 1, -1, -1):
-                path += r_col
-                drop += G[i, j] * abs(a[i, j] - col_src[j]) * path
-            shift = max(shift, drop / amplitude)
+    if uniform:  # only the device joining each unselected line to a selected one conducts
+        for i in range(m):
+            if i != r:
+                drop = G[i, c] * abs(row_src[i] - b[i, c]) * (r_drv + r_row * (c + 1))
+                shift = max(shift, drop / amplitude)
+        for j in range(n):
+            if j != c:
+                drop = G[r, j] * abs(a[r, j] - col_src[j]) * (r_drv + r_col * (m - r))
+                shift = max(shift, drop / amplitude)
+    else:
+        for i in range(m):
+            if i != r:
+                # row i: the current of each device at its ideal bias, weighted by its path
+                path = r_drv
+                drop = 0.0
+                for j in range(n):
+                    path += r_row
+                    drop += G[i, j] * abs(row_src[i] - b[i, j]) * path
+                shift = max(shift, drop / amplitude)
+        for j in range(n):
+            if j != c:
+                path = r_drv
+                drop = 0.0
+                for i in range(m - 1, -1, -1):
+                    path += r_col
+                    drop += G[i, j] * abs(a[i, j] - col_src[j]) * path
+                shift = max(shift, drop / amplitude)
     v_sel = a[r, c] - b[r, c]
     estimate = 4.0 * shift * (1.0 - abs(v_sel) / amplitude)
     if estimate <= accept:
         return 0, True
     # 4. line Gauss-Seidel to convergence
+    if uniform:
+        for i in range(m):
+            if i != r:
+                for j in range(n):
+                    if j != c:
+                        a[i, j] = row_src[i]
+                        b[i, j] = col_src[j]
     limit = tol * amplitude
     for sweep in range(1, max_sweeps + 1):
         change = 0.0

@@ -533,7 +533,7 @@ def _write_conductance(l, i, j, bias, cells, g_short, vh):
 
 
 @kernel
-def _write_conductances(l, r, c, scheme, amplitude, cells, fp, Gw):
+def _write_conductances(l, r, c, scheme, amplitude, cells, fp, Gw, loaded):
     """Conductances (S) of layer l's devices during a write pulse of ``amplitude`` on
     (r, c), each at the ideal bias of its class (selected: A; half-selected: A/2 or A/3;
     others: 0 or A/3) -- a one-step linearisation of the bias-dependent TMR. Shorts and
@@ -550,9 +550,23 @@ def _write_conductances(l, r, c, scheme, amplitude, cells, fp, Gw):
             for j in range(cols):
                 Gw[i, j] = _write_conductance(l, i, j, third, cells, g_short, vh)
     elif scheme == SCHEME_V2:
-        for i in range(rows):  # unselected devices at 0 V: their read conductance
+        # unselected devices at 0 V: their read conductance. Gw keeps them between pulses
+        # (``loaded`` = (layer, row, column) of the last pulse, or layer -1): a V/2 pulse
+        # changes states only in its own row and column, so restoring those is enough.
+        if loaded[0] != l:
+            for i in range(rows):
+                for j in range(cols):
+                    Gw[i, j] = G_f[l, i, j]
+        else:
+            pr = loaded[1]
+            pc = loaded[2]
             for j in range(cols):
-                Gw[i, j] = G_f[l, i, j]
+                Gw[pr, j] = G_f[l, pr, j]
+            for i in range(rows):
+                Gw[i, pc] = G_f[l, i, pc]
+        loaded[0] = l
+        loaded[1] = r
+        loaded[2] = c
         for j in range(cols):
             Gw[r, j] = _write_conductance(l, r, j, amplitude / 2.0, cells, g_short, vh)
         for i in range(rows):
@@ -740,6 +754,7 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
     # The lines matter to a write only when the switching probability depends on the
     # voltage (not in 'ideal' or 'fixed' mode).
     ir_on = ip[I_IR_SOLVER] != IR_OFF and mode != WRITE_IDEAL and mode != WRITE_FIXED
+    loaded = np.full(3, -1, np.int64)  # what Gw holds (see _write_conductances)
     n_nonconv = 0
     n_err = 0
     n_pulses = 0
@@ -785,7 +800,7 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                 v_sel = voltage
                 if ir_on:
                     # the pulse through the lines, with the states before it
-                    _write_conductances(l, r, c, scheme, voltage, cells, fp, Gw)
+                    _write_conductances(l, r, c, scheme, voltage, cells, fp, Gw, loaded)
                     _write_sources(scheme, voltage, r, c, row_src, col_src)
                     _, ok = _write_bias_kernel(Gw, fp[F_R_ROW], fp[F_R_COL], fp[F_R_DRV],
                                                row_src, col_src, r, c, ip[I_IR_SOLVER],

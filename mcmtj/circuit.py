@@ -420,8 +420,9 @@ def write_voltages(G, i, j, amplitude, scheme="v2", r_row=0.0, r_col=0.0, r_driv
     row_src = np.empty(m)
     col_src = np.empty(n)
     _write_sources(_WRITE_SCHEMES[scheme], amplitude, int(i), int(j), row_src, col_src)
-    a = np.empty((m, n))
-    b = np.empty((m, n))
+    # nodes the kernel may leave alone (unselected lines at one voltage) sit at their source
+    a = np.repeat(row_src[:, None], n, axis=1)
+    b = np.repeat(col_src[None, :], m, axis=0)
     work = np.empty(_write_work_size(m, n))
     sweeps, converged = _write_bias_kernel(
         G, r_row, r_col, r_driver, row_src, col_src, int(i), int(j), _IR_SOLVERS[solver],
