@@ -65,7 +65,7 @@ def draw():
 
     ds = res["write_amplitude"]
     amplitude, window, wer, dr, _ = _write_window().write_window(ds)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
     styles = ("o-", "s--", "^-.", "d:")
     for d, style in zip(ds.diameter.values, styles, strict=False):
         label = f"{d * 1e9:.0f} nm"
@@ -79,13 +79,14 @@ def draw():
         if window.size:
             a.axvspan(window.min(), window.max(), color="0.85", lw=0)
         a.axvline(amplitude, color="k", lw=0.8)
-        a.set_xlabel("write amplitude V_w (V), 10 ns pulse, V/2, 2 ohm lines")
+        a.set_xlabel("write amplitude V_w (V); 10 ns, V/2, 2 ohm lines")
     ax.axhline(1e-3, color="k", lw=0.6, ls=":")
     ax.set_ylabel("rate per pulse / per half-select (+1e-7)")
-    ax.legend(frameon=False, fontsize=6, ncol=2, loc="lower left")
+    ax.legend(frameon=False, fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     ax2.set_ylabel("test accuracy, median (%)")
     rule = ("window (grey), centre" if window.size else "no window at 1e-3; balance point")
-    ax2.legend(frameon=False, fontsize=7, title=f"{rule}: {amplitude:.2f} V", title_fontsize=7)
+    ax2.legend(frameon=False, fontsize=7, title=f"{rule}: {amplitude:.2f} V", title_fontsize=7,
+               ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     _save(fig, "accuracy_vs_write_amplitude")
 
 
