@@ -1,8 +1,14 @@
-"""Circuit benchmark: transfer-matrix speed-up over scipy, and the core benchmark job with
-line resistance, V/2 disturb and write-verify on.
+"""Circuit benchmark: transfer-matrix speed-up over scipy, the core benchmark job with line
+resistance, V/2 disturb and write-verify on, and the write-IR-drop job.
 
-Run: ``python benchmarks/bench_circuit.py [--instances N]``.
-Last line: ``transfer_speedup=<x> instances_per_s=<y>`` (medians, measured in this run).
+Write-IR-drop job: the full passive path with physics writes through 2 ohm lines (fast
+solver), V/2 disturbs, write-verify, 15 x 15 arrays; timed beside the same job with the
+writes at the ideal V_w, V_w/2 (``write.ir_solver = "off"``) in the same run, so that their
+ratio is what the write IR drop costs on this machine now.
+
+Run: ``python benchmarks/bench_circuit.py [--instances N] [--threads T]``.
+Last line: ``transfer_speedup=<x> instances_per_s=<y> ir_instances_per_s=<z>
+ir_ratio=<z / ideal-write rate>`` (medians, measured in this run).
 """
 
 from __future__ import annotations
@@ -15,6 +21,15 @@ from bench_transfer import measure_speedup
 import mcmtj
 
 
+def rate(study, n, threads, repeats):
+    """Median instances per second of ``study`` (compile excluded)."""
+    prep = mcmtj.prepare(study)
+    warm_up(study, prep, threads)
+    t = median_time(lambda: mcmtj.simulate(study, seed=0, instances=n, prepared=prep,
+                                           threads=threads), repeats)
+    return n / t
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=20_000)
@@ -23,15 +38,19 @@ def main():
     args = parser.parse_args()
 
     speedup = measure_speedup()
+    n = args.instances
     study = core_job(**{"read.r_row": 2.0, "read.r_col": 2.0, "write.scheme": "v2",
                         "write.disturb_rate": 1e-3, "write.verify": True})
-    prep = mcmtj.prepare(study)
-    warm_up(study, prep, args.threads)
-    n = args.instances
-    t = median_time(lambda: mcmtj.simulate(study, seed=0, instances=n, prepared=prep,
-                                           threads=args.threads), args.repeats)
-    print(f"circuit job: {n} instances, median {t:.3f} s")
-    print(f"transfer_speedup={speedup:.3g} instances_per_s={n / t:.4g}")
+    base = rate(study, n, args.threads, args.repeats)
+    print(f"circuit job: {n} instances, {base:.4g} instances/s")
+    ir_job = core_job(**{"read.r_wire": 2.0, "write.scheme": "v2", "write.verify": True,
+                         "write.mode": "physics", "write.ir_solver": "fast"})
+    ir = rate(ir_job, n, args.threads, args.repeats)
+    ideal = rate(ir_job.replace(**{"write.ir_solver": "off"}), n, args.threads, args.repeats)
+    print(f"write-IR job (fast solver): {ir:.4g} instances/s; same job with ideal writes: "
+          f"{ideal:.4g} instances/s")
+    print(f"transfer_speedup={speedup:.3g} instances_per_s={base:.4g} "
+          f"ir_instances_per_s={ir:.4g} ir_ratio={ir / ideal:.3g}")
 
 
 if __name__ == "__main__":

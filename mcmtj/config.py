@@ -259,6 +259,15 @@ class WriteConfig(_Section):
     verify_scheme: str = _f("half", "unselected lines during a verify read: 'half' (held at "
                             "V_read/2) or 'floating'", choices=("half", "floating"))
     final_verify: bool = _f(True, "with verify: a last read-only pass records readback_fidelity")
+    r_driver: float = _f(0.0, "series resistance of each line's write driver and contact, before "
+                         "the line's first segment (the segments are read.r_row/r_col + "
+                         "r_wire); writes only", "ohm", 0.0, 1e6)
+    ir_solver: str = _f("fast", "how a write pulse sees the resistive lines and the array's "
+                        "current states: 'fast' (selected row and column exact, other lines "
+                        "ideal sources, refined by line Gauss-Seidel sweeps when its error "
+                        "estimate exceeds 1e-3; within 0.5 % of 'full'), 'full' (exact nodal "
+                        "solve per pulse, O(rows cols^3)), 'off' (ideal V_w, V_w/2, V_w/3)",
+                        choices=("fast", "full", "off"))
 
 @dataclass(frozen=True, kw_only=True)
 class ReadConfig(_Section):

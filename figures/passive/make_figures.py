@@ -1,5 +1,7 @@
 """Passive-array figures: accuracy vs wire resistance (15 x 15 and 64 x 64 arrays), and
-accuracy and write fidelity vs write amplitude (the failed-write / disturb trade-off).
+write-error and disturb rates and accuracy vs write amplitude for four device sizes (the
+failed-write / disturb trade-off, its window and the amplitude studies/passive/
+write_window.py picks from it).
 
     python figures/passive/make_figures.py [--threads T]
 
@@ -11,6 +13,7 @@ from the stored results only.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import matplotlib
@@ -61,22 +64,38 @@ def draw():
     _save(fig, "accuracy_vs_line_resistance")
 
     ds = res["write_amplitude"]
-    fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
-    _band(ax, ds.voltage, ds.accuracy, "accuracy (median, IQR)", "o-")
-    ax.plot(ds.voltage, ds.write_fidelity.mean(("solution", "instance")) * 100, "^:",
-            color="k", label="write fidelity (mean)")
-    ax.set_xlabel("write amplitude V_w (V), 10 ns pulse, V/2 scheme")
-    ax.set_ylabel("%")
-    ax2 = ax.twinx()
-    ax2.semilogy(ds.voltage, ds.n_disturbs.mean(("solution", "instance")) + 1e-3, "x--",
-                 color="0.4", label="disturbs per instance (+1e-3)")
-    ax2.semilogy(ds.voltage, ds.n_write_errors.mean(("solution", "instance")) + 1e-3, "d-.",
-                 color="0.4", label="failed writes per instance (+1e-3)")
-    ax2.set_ylabel("events per instance")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, frameon=False, loc="center right", fontsize=7)
+    amplitude, window, wer, dr, _ = _write_window().write_window(ds)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
+    styles = ("o-", "s--", "^-.", "d:")
+    for d, style in zip(ds.diameter.values, styles, strict=False):
+        label = f"{d * 1e9:.0f} nm"
+        ax.semilogy(ds.voltage, wer.sel(diameter=d) + 1e-7, style, color="k", ms=3,
+                    label=f"write errors, {label}")
+        ax.semilogy(ds.voltage, dr.sel(diameter=d) + 1e-7, style, color="0.55", ms=3,
+                    label=f"disturbs, {label}")
+        q = ds.accuracy.sel(diameter=d).median(("solution", "instance"))
+        ax2.plot(ds.voltage, q * 100, style, color="k", ms=3, label=label)
+    for a in (ax, ax2):
+        if window.size:
+            a.axvspan(window.min(), window.max(), color="0.85", lw=0)
+        a.axvline(amplitude, color="k", lw=0.8)
+        a.set_xlabel("write amplitude V_w (V); 10 ns, V/2, 2 ohm lines")
+    ax.axhline(1e-3, color="k", lw=0.6, ls=":")
+    ax.set_ylabel("rate per pulse / per half-select (+1e-7)")
+    ax.legend(frameon=False, fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    ax2.set_ylabel("test accuracy, median (%)")
+    rule = ("window (grey), centre" if window.size else "no window at 1e-3; balance point")
+    ax2.legend(frameon=False, fontsize=7, title=f"{rule}: {amplitude:.2f} V", title_fontsize=7,
+               ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     _save(fig, "accuracy_vs_write_amplitude")
+
+
+def _write_window():
+    """studies/passive/write_window.py, the rule that picks the amplitude."""
+    spec = importlib.util.spec_from_file_location("write_window", STUDIES / "write_window.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _save(fig, name):

@@ -41,6 +41,10 @@ from mcmtj.numerics._rng import (
     u32_word_to_uniform,
 )
 from mcmtj.physics._circuit_kernels import (
+    BIAS_NONE,
+    BIAS_V2,
+    BIAS_V3,
+    IR_OFF,
     SCHEME_FLOATING,
     _nonlinear_read_kernel,
     _nonlinear_work_size,
@@ -48,8 +52,13 @@ from mcmtj.physics._circuit_kernels import (
     _transfer_work_size,
     _verify_read_kernel,
     _verify_work_size,
+    _write_bias_kernel,
+    _write_sources,
+    _write_work_size,
 )
 from mcmtj.physics.array import (
+    WRITE_FIXED,
+    WRITE_IDEAL,
     WRITE_PHYSICS,
     WRITE_TABLE,
     _disturb_probability,
@@ -78,20 +87,26 @@ from mcmtj.physics.device import (
 (F_D0, F_SD, F_RA0, F_SRA, F_TMR0, F_STMR, F_VH, F_DSAT, F_DC, F_SDELTA, F_JC, F_JCASYM,
  F_SJC, F_TAU0, F_TAUD, F_BETA, F_STUCK_P, F_STUCK_AP, F_SHORT, F_OPEN, F_DISPERSION,
  F_RSHORT, F_ERROR_RATE, F_VW, F_TW, F_DG_NOM, F_THRESHOLD, F_DISTURB_RATE, F_RETRY_STEP,
- F_R_ROW, F_R_COL, F_TOL, F_NOISE, F_OFFSET, F_VREAD, F_G_NOM_P, F_G_NOM_AP,
+ F_R_ROW, F_R_COL, F_TOL, F_NOISE, F_OFFSET, F_VREAD, F_G_NOM_P, F_G_NOM_AP, F_R_DRV,
  # die-to-die offsets and gradients (device.die_*, *_gradient); WER-table knot counts
  F_DIE_D, F_DIE_RA, F_DIE_TMR, F_DIE_JC, F_GRAD_RA, F_GRAD_D, F_TABLE_N_AP, F_TABLE_N_P,
- N_FP) = range(46)
+ N_FP) = range(47)
 # A WER table (write.switching = 'table') follows the scalars: fp[N_FP:] holds, per direction
 # (AP->P, then P->AP), its knot voltages and then their ln WER (F_TABLE_N_* knots each).
 # ip indices
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
  I_SENSITIVITY, I_CIRCUIT, I_SCHEME, I_ORDER, I_VERIFY, I_MAX_RETRIES, I_VERIFY_FLOATING,
- I_FINAL_VERIFY, I_BIAS_TMR, I_MAX_ITER, I_ROWS, I_COLS, I_RESET, N_IP) = range(21)
+ I_FINAL_VERIFY, I_BIAS_TMR, I_MAX_ITER, I_ROWS, I_COLS, I_RESET, I_IR_SOLVER,
+ N_IP) = range(22)
 # count columns
 (C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, C_RETRIES, C_NONCONVERGED,
  C_RESET_ERRORS, N_COUNTS) = range(10)
-SCHEME_NONE, SCHEME_V2, SCHEME_V3 = 0, 1, 2
+SCHEME_NONE, SCHEME_V2, SCHEME_V3 = BIAS_NONE, BIAS_V2, BIAS_V3
+# Fast write-bias solver settings (mcmtj.physics.circuit.write_voltages documents them; the circuit
+# module sits above this one, so the numbers are repeated here and a test checks they agree).
+FAST_ACCEPT = 1e-3
+FAST_TOL = 1e-7
+FAST_MAX_SWEEPS = 2000
 ORDER_ROW, ORDER_COLUMN, ORDER_RANDOM = 0, 1, 2
 
 _WORDS_DEVICE = 3  # diameter, RA, TMR
@@ -539,47 +554,72 @@ def _other_cell(pos, r, c, cols):
 
 
 @kernel
-def _disturb_walk(l, r, c, to_p, others, v_dist, level0, fp, mode, pmax, cells, st):
+def _disturb_walk(l, r, c, to_p, others, v_ideal, nominal, fp, mode, cells, st, ir_on, wa, wb,
+                  pbuf, vbuf):
     """Half-select disturbs of one pulse on (r, c) among one candidate group; returns count.
 
     ``to_p``: direction the group is pushed (towards P or AP). ``others``: the group of
     cells in neither row r nor column c (V/3 scheme) instead of the half-selected ones.
-    At the first attempt's amplitude (``level0``) the walk thins with the precomputed bound
-    ``pmax``; at a raised retry amplitude every candidate gets its own draw (rare).
+    Each candidate switches with the probability at its own voltage: from the pulse's
+    solved node voltages ``wa - wb`` when the write sees the lines (``ir_on``; a candidate
+    biased against the push is not disturbed), else the ideal ``v_ideal`` (V/2 or V/3).
+    One Bernoulli draw per candidate, sampled by thinning (``mcmtj.physics.array.sample_thinned``):
+    proposals at p_max, the group's largest bound, each accepted with p / p_max. The bound
+    of a candidate is its precomputed probability at the ideal voltage (``pd_p``/``pd_ap``,
+    at the ``nominal`` amplitude) when its own voltage is not above that -- the switching
+    probability rises with the voltage -- so the exact probability is evaluated only for
+    the few proposed candidates; otherwise (a retry at a raised amplitude, or a voltage
+    above the ideal one) the bound is the exact probability itself.
     """
     state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
     rows = state_f.shape[1]
     cols = state_f.shape[2]
     n = (rows - 1) * (cols - 1) if others else rows + cols - 2
     from_state = STATE_AP if to_p else STATE_P
-    count = 0
     g_short = 1.0 / fp[F_RSHORT]
+    pmax = 0.0
+    for pos in range(n):
+        if others:
+            i, j = _other_cell(pos, r, c, cols)
+        else:
+            i, j = _half_cell(pos, r, c, cols)
+        bound = 0.0
+        v = v_ideal
+        if state_f[l, i, j] == from_state and defect_f[l, i, j] == 0:
+            if ir_on:
+                v = wa[i, j] - wb[i, j]
+                if others:
+                    v = -v
+            if v <= 0.0:
+                bound = 0.0
+            elif nominal and v <= v_ideal:
+                bound = pd_p[l, i, j] if to_p else pd_ap[l, i, j]
+                if not ir_on:
+                    v = -1.0  # the bound is exact
+            else:
+                bound = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
+                                ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], v)
+                v = -1.0
+        pbuf[pos] = bound
+        vbuf[pos] = v  # > 0: the exact probability is still to be taken at this voltage
+        pmax = max(pmax, bound)
+    count = 0
+    if pmax <= 0.0:
+        return 0
     pos = -1
     while True:
-        if level0:
-            if pmax <= 0.0:
-                break
-            pos += 1 + _geometric_skip(pmax, st)
-        else:
-            pos += 1
+        pos += 1 + _geometric_skip(pmax, st)
         if pos >= n:
             break
         if others:
             i, j = _other_cell(pos, r, c, cols)
         else:
             i, j = _half_cell(pos, r, c, cols)
-        if state_f[l, i, j] != from_state or defect_f[l, i, j] != 0:
-            if not level0:
-                stream_uniform53(st)  # keep one draw per candidate
-            continue
-        if level0:
-            p = pd_p[l, i, j] if to_p else pd_ap[l, i, j]
-            hit = stream_uniform53(st) * pmax < p
-        else:
-            p = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j], ic_f[l, i, j],
-                        icr_f[l, i, j], delta_f[l, i, j], v_dist)
-            hit = stream_uniform53(st) < p
-        if hit:
+        p = pbuf[pos]
+        if vbuf[pos] > 0.0 and p > 0.0:
+            p = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
+                        ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], vbuf[pos])
+        if stream_uniform53(st) * pmax < p:
             new = STATE_P if to_p else STATE_AP
             state_f[l, i, j] = new
             G_f[l, i, j] = _cell_conductance(new, 0, gp_f[l, i, j], tmr_f[l, i, j], g_short)
@@ -588,19 +628,96 @@ def _disturb_walk(l, r, c, to_p, others, v_dist, level0, fp, mode, pmax, cells, 
 
 
 @kernel
-def _verify_read(l, r, c, G_f, gref, fp, ip, noise_st, work, verify_ref):
-    """State (P or AP) a verify read of cell (r, c) reports."""
+def _write_conductance(l, i, j, bias, cells, g_short, vh):
+    """Conductance (S) of device (i, j) of layer l at ``bias`` volts."""
+    state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
+    d = defect_f[l, i, j]
+    if d == DEFECT_SHORT:
+        return g_short
+    if d == DEFECT_OPEN:
+        return 0.0
+    if state_f[l, i, j] == STATE_P:
+        return gp_f[l, i, j]
+    return gp_f[l, i, j] / (1.0 + _tmr_at_bias_jit(tmr_f[l, i, j], bias, vh))
+
+
+@kernel
+def _write_conductances(l, r, c, scheme, amplitude, cells, fp, Gw, loaded):
+    """Conductances (S) of layer l's devices during a write pulse of ``amplitude`` on
+    (r, c), each at the ideal bias of its class (selected: A; half-selected: A/2 or A/3;
+    others: 0 or A/3) -- a one-step linearisation of the bias-dependent TMR. Shorts and
+    opens load the lines as they are; with scheme 'none' only the selected device conducts
+    (each device behind its own access device)."""
+    G_f = cells[9]
+    rows = Gw.shape[0]
+    cols = Gw.shape[1]
+    g_short = 1.0 / fp[F_RSHORT]
+    vh = fp[F_VH]
+    if scheme == SCHEME_V3:
+        third = amplitude / 3.0
+        for i in range(rows):
+            for j in range(cols):
+                Gw[i, j] = _write_conductance(l, i, j, third, cells, g_short, vh)
+    elif scheme == SCHEME_V2:
+        # unselected devices at 0 V: their read conductance. Gw keeps them between pulses
+        # (``loaded`` = (layer, row, column) of the last pulse, or layer -1): a V/2 pulse
+        # changes states only in its own row and column, so restoring those is enough.
+        if loaded[0] != l:
+            for i in range(rows):
+                for j in range(cols):
+                    Gw[i, j] = G_f[l, i, j]
+        else:
+            pr = loaded[1]
+            pc = loaded[2]
+            for j in range(cols):
+                Gw[pr, j] = G_f[l, pr, j]
+            for i in range(rows):
+                Gw[i, pc] = G_f[l, i, pc]
+        loaded[0] = l
+        loaded[1] = r
+        loaded[2] = c
+        for j in range(cols):
+            Gw[r, j] = _write_conductance(l, r, j, amplitude / 2.0, cells, g_short, vh)
+        for i in range(rows):
+            Gw[i, c] = _write_conductance(l, i, c, amplitude / 2.0, cells, g_short, vh)
+    else:
+        for i in range(rows):
+            for j in range(cols):
+                Gw[i, j] = 0.0
+    Gw[r, c] = _write_conductance(l, r, c, amplitude, cells, g_short, vh)
+
+
+@kernel
+def _verify_reference(l, r, c, gref, gscr, fp, ip, work, verify_ref, phase):
+    """Reference current (A) of a verify read of cell (r, c): the current the read would
+    give for a device half-way between G_P and G_AP among neighbours at the nominal
+    conductances of the states the experimenter knows now (``gref[l, :rows]``; row ``rows``
+    holds the column sums). ``phase`` 0: while writing, 1: the final read-back; a
+    precomputed ``verify_ref[:, phase]`` is used when the engine could compute it (the known
+    states do not depend on the instance)."""
+    v = fp[F_VREAD]
+    rows = gscr.shape[0]
+    g_mid = 0.5 * (fp[F_G_NOM_P] + fp[F_G_NOM_AP])
+    if ip[I_VERIFY_FLOATING] == 0:
+        return v * (g_mid + 0.5 * (gref[l, rows, c] - gref[l, r, c]))
+    if verify_ref.shape[0] > 0:
+        return verify_ref[phase, l, r, c]
+    for i in range(rows):
+        for j in range(gscr.shape[1]):
+            gscr[i, j] = gref[l, i, j]
+    gscr[r, c] = g_mid
+    return _verify_read_kernel(gscr, r, c, v, SCHEME_FLOATING, fp[F_R_ROW], fp[F_R_COL], work)
+
+
+@kernel
+def _verify_read(l, r, c, G_f, ref, fp, ip, noise_st, work):
+    """State (P or AP) a verify read of cell (r, c) reports against reference ``ref`` (A)."""
     v = fp[F_VREAD]
     if ip[I_VERIFY_FLOATING] != 0:
         current = _verify_read_kernel(G_f[l], r, c, v, SCHEME_FLOATING, fp[F_R_ROW], fp[F_R_COL],
                                       work)
-        ref = verify_ref[l, r, c]
     else:
-        # reference: a device half-way between G_P and G_AP among nominal neighbours in
-        # their target states (gref[l, rows, c] holds the column's nominal sum)
         current = _sense_half(G_f[l], r, c, v, G_f.shape[1])
-        g_mid = 0.5 * (fp[F_G_NOM_P] + fp[F_G_NOM_AP])
-        ref = v * (g_mid + 0.5 * (gref[l, G_f.shape[1], c] - gref[l, r, c]))
     if fp[F_NOISE] > 0.0:
         current *= 1.0 + fp[F_NOISE] * normal_ppf(u32_to_uniform_jit(float(stream_u32(noise_st))))
     return STATE_P if current > ref else STATE_AP
@@ -608,15 +725,18 @@ def _verify_read(l, r, c, G_f, gref, fp, ip, noise_st, work, verify_ref):
 
 @kernel
 def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
-                               words, zscr, cells, gref, verify_ref, order, st_dist, st_ver,
-                               work):
+                               words, zscr, cells, gref, gscr, verify_ref, order, st_dist, st_ver,
+                               work, wscr):
     """Sample, write (order, disturb, verify) and leave the conductances of one instance's
     full physical arrays in ``cells``; return (good_dev, good_w, n_dev, n_w, readback, counts).
 
     Devices of the used region draw from the same lanes and slots as the core path, the
     unused cells from their own lane, so the used devices are the core path's devices.
+    ``wscr``: scratch of the write-bias solve and the disturb walk (Gw, wa, wb, row_src,
+    col_src, wwork, pbuf, vbuf).
     """
     state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
+    Gw, wa, wb, row_src, col_src, wwork, pbuf, vbuf = wscr
     n_layers = layer_in.shape[0]
     rows = ip[I_ROWS]
     cols = ip[I_COLS]
@@ -653,8 +773,6 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
 
     # 1. sample every cell of every array
     v_dist = fp[F_VW] / 2.0 if scheme == SCHEME_V2 else fp[F_VW] / 3.0
-    pmax_p = 0.0
-    pmax_ap = 0.0
     n_stuck = 0
     n_short = 0
     n_open = 0
@@ -725,8 +843,6 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                     b = _dist_p(fp, mode, STATE_P, defect, g_p, tmr, ic, ic_rev, delta, v_dist)
                     pd_p[l, r, c] = a
                     pd_ap[l, r, c] = b
-                    pmax_p = max(pmax_p, a)
-                    pmax_ap = max(pmax_ap, b)
                 if used:
                     k += 1
                 else:
@@ -737,15 +853,26 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
     # should be in now (targets once written, AP before); row `rows` holds column sums.
     g_nom_p = fp[F_G_NOM_P]
     g_nom_ap = fp[F_G_NOM_AP]
+    init_random = ip[I_INIT_RANDOM] != 0
     for l in range(n_layers):
         for c in range(cols):
+            total = 0.0
             for r in range(rows):
-                gref[l, r, c] = g_nom_ap
-            gref[l, rows, c] = rows * g_nom_ap
+                # random initial states are known: the procedure pulses only the cells
+                # whose state differs from their target
+                g0 = g_nom_p if init_random and state_f[l, r, c] == STATE_P else g_nom_ap
+                gref[l, r, c] = g0
+                total += g0
+            gref[l, rows, c] = total
     stream_init(st_dist, k0, k1, LANE_DISTURB, solution, instance)
     stream_init(st_ver, k0, k1, LANE_VERIFY, solution, instance)
     verify = ip[I_VERIFY] != 0
     k_max = ip[I_MAX_RETRIES]
+    # The lines matter to a write only when the switching probability depends on the
+    # voltage (not in 'ideal' or 'fixed' mode).
+    ir_on = ip[I_IR_SOLVER] != IR_OFF and mode != WRITE_IDEAL and mode != WRITE_FIXED
+    loaded = np.full(3, -1, np.int64)  # what Gw holds (see _write_conductances)
+    n_nonconv = 0
     n_err = 0
     n_pulses = 0
     n_dist = 0
@@ -770,12 +897,14 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
             c = cell % n_c
             k = k_first + cell
             target = states[l, r, c]
-            if target == STATE_P:
-                gref[l, rows, c] += g_nom_p - gref[l, r, c]
-                gref[l, r, c] = g_nom_p
+            g_known = g_nom_p if target == STATE_P else g_nom_ap
+            gref[l, rows, c] += g_known - gref[l, r, c]
+            gref[l, r, c] = g_known
             if state_f[l, r, c] == target:
                 continue
             attempt = 0
+            have_ref = False
+            ref = 0.0
             while True:
                 n_pulses += 1
                 voltage = fp[F_VW] + attempt * fp[F_RETRY_STEP]
@@ -785,10 +914,21 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                     uw = u32_to_uniform_jit(float(w_wr[2 * k + 1]))
                 else:
                     uw = u32_to_uniform_jit(float(stream_u32(st_ver)))
+                v_sel = voltage
+                if ir_on:
+                    # the pulse through the lines, with the states before it
+                    _write_conductances(l, r, c, scheme, voltage, cells, fp, Gw, loaded)
+                    _write_sources(scheme, voltage, r, c, row_src, col_src)
+                    _, ok = _write_bias_kernel(Gw, fp[F_R_ROW], fp[F_R_COL], fp[F_R_DRV],
+                                               row_src, col_src, r, c, ip[I_IR_SOLVER],
+                                               FAST_ACCEPT, FAST_TOL, FAST_MAX_SWEEPS, wwork,
+                                               wa, wb)
+                    n_nonconv += not ok
+                    v_sel = max(wa[r, c] - wb[r, c], 0.0)
                 if state != target:
                     p_switch = _pulse_probability(fp, mode, state, gp_f[l, r, c], tmr_f[l, r, c],
                                                   ic_f[l, r, c], icr_f[l, r, c],
-                                                  delta_f[l, r, c], voltage)
+                                                  delta_f[l, r, c], v_sel)
                     if uw < p_switch:
                         state = _stuck_state(defect, target)
                         state_f[l, r, c] = state
@@ -798,16 +938,19 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                     n_err += 1
                 if scheme != SCHEME_NONE:
                     to_p = target == STATE_P
-                    level0 = attempt == 0 or fp[F_RETRY_STEP] == 0.0
+                    nominal = voltage == fp[F_VW]
                     vd = voltage / 2.0 if scheme == SCHEME_V2 else voltage / 3.0
-                    n_dist += _disturb_walk(l, r, c, to_p, False, vd, level0, fp, mode,
-                                            pmax_p if to_p else pmax_ap, cells, st_dist)
+                    n_dist += _disturb_walk(l, r, c, to_p, False, vd, nominal, fp, mode, cells,
+                                            st_dist, ir_on, wa, wb, pbuf, vbuf)
                     if scheme == SCHEME_V3:
-                        n_dist += _disturb_walk(l, r, c, not to_p, True, vd, level0, fp, mode,
-                                                pmax_ap if to_p else pmax_p, cells, st_dist)
+                        n_dist += _disturb_walk(l, r, c, not to_p, True, vd, nominal, fp, mode,
+                                                cells, st_dist, ir_on, wa, wb, pbuf, vbuf)
                 if not verify:
                     break
-                if _verify_read(l, r, c, G_f, gref, fp, ip, st_ver, work, verify_ref) == target:
+                if not have_ref:  # the known states do not change during the retries
+                    ref = _verify_reference(l, r, c, gref, gscr, fp, ip, work, verify_ref, 0)
+                    have_ref = True
+                if _verify_read(l, r, c, G_f, ref, fp, ip, st_ver, work) == target:
                     break
                 if attempt >= k_max:
                     break
@@ -826,8 +969,9 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                 ok = state_f[l, r, c] == states[l, r, c] and _is_healthy(defect_f[l, r, c])
                 good_dev += ok
                 if verify and ip[I_FINAL_VERIFY] != 0:
-                    readback += _verify_read(l, r, c, G_f, gref, fp, ip, st_ver, work,
-                                             verify_ref) == states[l, r, c]
+                    ref = _verify_reference(l, r, c, gref, gscr, fp, ip, work, verify_ref, 1)
+                    readback += _verify_read(l, r, c, G_f, ref, fp, ip, st_ver,
+                                             work) == states[l, r, c]
             for j in range(layer_out[l]):
                 good_w += (state_f[l, r, 2 * j] == states[l, r, 2 * j]
                            and _is_healthy(defect_f[l, r, 2 * j])
@@ -835,7 +979,8 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                            and _is_healthy(defect_f[l, r, 2 * j + 1]))
                 n_w += 1
     return (good_dev, good_w, n_dev, n_w, readback,
-            (n_stuck, n_short, n_open, n_err, n_dist, n_pulses, n_retry, 0, n_reset_err))
+            (n_stuck, n_short, n_open, n_err, n_dist, n_pulses, n_retry, n_nonconv,
+             n_reset_err))
 
 
 @kernel
@@ -857,10 +1002,32 @@ def _circuit_weights(l, n_in, n_out, G_f, fp, T, work, weff):
 
 
 @kernel
+def _read_devices(cells, fp, gp_read, st_read_p):
+    """Devices as the bias-dependent read sees them: a short is a fixed conductance
+    1 / r_short and an open none, neither with TMR (so both are passed as 'P' with that
+    conductance); a healthy or stuck device keeps its own G_P and state."""
+    state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
+    g_short = 1.0 / fp[F_RSHORT]
+    for l in range(state_f.shape[0]):
+        for r in range(state_f.shape[1]):
+            for c in range(state_f.shape[2]):
+                d = defect_f[l, r, c]
+                if d == DEFECT_SHORT or d == DEFECT_OPEN:
+                    gp_read[l, r, c] = g_short if d == DEFECT_SHORT else 0.0
+                    st_read_p[l, r, c] = STATE_P
+                else:
+                    gp_read[l, r, c] = gp_f[l, r, c]
+                    st_read_p[l, r, c] = state_f[l, r, c]
+
+
+@kernel
 def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, threshold,
-                  out_tanh, cells, fp, ip, T_all, st_read, work, vrow, cur, act, nxt):
+                  out_tanh, cells, gp_read, st_read_p, fp, ip, T_all, st_read, work, vrow, cur,
+                  act, nxt):
     """Per-sample inference when the read is not one linear map (bias-dependent TMR) or is
-    noisy: every sample's column currents are read through the circuit.
+    noisy: every sample's column currents are read through the circuit. ``gp_read`` and
+    ``st_read_p`` are the devices' parallel conductance and state as the bias-dependent read
+    sees them (:func:`_read_devices`: defects included).
     Returns (n_correct, n_agree, n_nonconverged)."""
     state_f, defect_f, gp_f, tmr_f, ic_f, icr_f, delta_f, pd_p, pd_ap, G_f = cells
     n_layers = l_in.shape[0]
@@ -879,7 +1046,7 @@ def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, th
             for r in range(rows):
                 vrow[r] = act[r] * v_read if r < l_in[l] else 0.0
             if bias_tmr:
-                ok, _ = _nonlinear_read_kernel(gp_f[l], tmr_f[l], state_f[l], fp[F_VH], vrow,
+                ok, _ = _nonlinear_read_kernel(gp_read[l], tmr_f[l], st_read_p[l], fp[F_VH], vrow,
                                                fp[F_R_ROW], fp[F_R_COL], fp[F_TOL],
                                                ip[I_MAX_ITER], work, cur)
                 nonconv += not ok
@@ -1102,6 +1269,13 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
              np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
              np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)))
     gref = np.zeros((n_layers, rows + 1, cols))
+    gscr = np.empty((rows, cols))
+    gp_read = np.zeros((n_layers, rows, cols))
+    wscr = (np.zeros((rows, cols)), np.zeros((rows, cols)), np.zeros((rows, cols)),
+            np.zeros(rows), np.zeros(cols), np.empty(_write_work_size(rows, cols)),
+            np.zeros(max(rows + cols, (rows - 1) * (cols - 1))),
+            np.zeros(max(rows + cols, (rows - 1) * (cols - 1))))
+    st_read_p = np.zeros((n_layers, rows, cols), np.uint8)
     order = np.empty(rows * cols, np.int64)
     n_z = max(_WORDS_DEVICE * n_dev, 5 * n_un)
     zscr = (np.empty(_WORDS_DEVICE * n_dev), np.empty(_WORDS_SWITCHING * n_dev),
@@ -1118,7 +1292,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
         instance = start + local
         good_dev, good_w, nd, nw, readback, cnt = _simulate_instance_circuit(
             k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-            words, zscr, cells, gref, verify_ref[s], order, stream, st_ver, work)
+            words, zscr, cells, gref, gscr, verify_ref[s], order, stream, st_ver, work, wscr)
         readback_fid[s, local] = readback / nd
         for l in range(n_layers):
             _circuit_weights(l, layer_in[l], layer_out[l], cells[9], fp, T_all[l], work,
@@ -1134,13 +1308,14 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                 for j in range(layer_out[l]):
                     offs[l, j] = fp[F_OFFSET] * normal_ppf(
                         u32_to_uniform_jit(float(stream_u32(st_read))))
-        nonconv = 0
+        nonconv = cnt[C_NONCONVERGED]  # write-bias solves, then reads
         if slow_read:
+            _read_devices(cells, fp, gp_read, st_read_p)
             for gi in range(n_gain):
                 c_ok, c_ag, nc = _forward_slow(
                     layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
-                    gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, cells, fp, ip,
-                    T_all, st_read, work, vrow, cur, act, nxt)
+                    gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, cells, gp_read,
+                    st_read_p, fp, ip, T_all, st_read, work, vrow, cur, act, nxt)
                 acc[s, local, gi] = c_ok / n_eval
                 agree[s, local, gi] = c_ag / n_eval
                 nonconv += nc
@@ -1148,7 +1323,8 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                     c_ok, c_ag, nc = _forward_slow(
                         layer_in, layer_out, bias[s], offs, X_train, y_train,
                         sw_train[s, gi], gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh,
-                        cells, fp, ip, T_all, st_read, work, vrow, cur, act, nxt)
+                        cells, gp_read, st_read_p, fp, ip, T_all, st_read, work, vrow, cur,
+                        act, nxt)
                     acc_train[s, local, gi] = c_ok / n_train
                     nonconv += nc
         else:
@@ -1168,7 +1344,7 @@ _CHUNK_DOC = """Simulate instances ``start .. start + n - 1`` of every solution 
     Shapes: states (S, L, R, C) uint8; bias (S, L, O); X_* (F, N) row voltages / V_read;
     sw_* (S, G, N) software predictions; gram (F, F) = X_eval X_eval^T; g0 (S, R, C)
     nominal layer-0 conductances; rmse_den (S,); sens (S, n_dev) or (S, 0); verify_ref
-    (S, L, rows, cols) floating-verify reference currents or (S, 0, 0, 0). Outputs: acc,
+    (S, 2, L, rows, cols) floating-verify reference currents or (S, 0, 0, 0, 0). Outputs: acc,
     acc_train, agree (S, n, G); write_fid, weight_fid, rmse, sens_fid, readback_fid (S, n);
     counts (S, n, N_COUNTS); dev_g (S, n, n_dev) effective conductances of the used cells
     (opt-in: (S, 0, 0) records none).

@@ -12,7 +12,9 @@ and (i+1, j) and one between cell (m-1, j) and the sense amplifier (virtual grou
 is the current into the virtual ground. When ``r_row = r_col = 0`` the output is exactly
 ``I = G^T V``.
 
-A line with zero wire resistance is a single node. In a write-verify read
+A line with zero wire resistance is a single node. In a write pulse every line is driven
+at its end (rows at the left, columns at the bottom) through a driver/contact resistance
+``r_driver`` in series with its first segment (:func:`write_voltages`). In a write-verify read
 (:func:`verify_read_resistance`) the same drivers and sense amplifiers hold the unselected
 lines at ``v_read / 2`` ("half") or are disconnected from them ("floating").
 
@@ -26,6 +28,8 @@ read_currents_nonlinear
     Column currents with bias-dependent TMR (fixed-point iteration).
 verify_read_resistance
     Resistance sensed for one device in a write-verify read, sneak paths included.
+write_voltages
+    Device voltages of one write pulse through the lines (V/2, V/3 or selected-only bias).
 
 Every function has a numba kernel in ``mcmtj.physics._circuit_kernels`` that other kernels can call
 (serial, no allocation: the caller passes a flat float64 work buffer sized by the matching
@@ -39,6 +43,11 @@ import numbers
 import numpy as np
 
 from mcmtj.physics._circuit_kernels import (
+    BIAS_NONE,
+    BIAS_V2,
+    BIAS_V3,
+    IR_FAST,
+    IR_FULL,
     SCHEME_FLOATING,
     SCHEME_HALF,
     _nonlinear_read_batch,
@@ -49,6 +58,9 @@ from mcmtj.physics._circuit_kernels import (
     _transfer_work_size,
     _verify_read_batch,
     _verify_work_size,
+    _write_bias_kernel,
+    _write_sources,
+    _write_work_size,
 )
 
 __all__ = [
@@ -56,9 +68,19 @@ __all__ = [
     "node_voltages",
     "read_currents_nonlinear",
     "verify_read_resistance",
+    "write_voltages",
 ]
 
 _SCHEMES = {"floating": SCHEME_FLOATING, "half": SCHEME_HALF}
+_WRITE_SCHEMES = {"none": BIAS_NONE, "v2": BIAS_V2, "v3": BIAS_V3}
+_IR_SOLVERS = {"fast": IR_FAST, "full": IR_FULL}
+#: the fast write solver keeps its one-step answer when its estimated relative error of the
+#: selected-cell voltage is below this, else it iterates line Gauss-Seidel sweeps ...
+FAST_ACCEPT = 1e-3
+#: ... until no node moves by more than this times the pulse amplitude ...
+FAST_TOL = 1e-7
+#: ... or this many sweeps have run (then the solve counts as not converged).
+FAST_MAX_SWEEPS = 2000
 
 
 # ----------------------------------------------------------------------------- validation
@@ -177,7 +199,8 @@ def node_voltages(G, V, r_row=0.0, r_col=0.0):
     column_nodes = np.empty((m, n))
     work = np.empty(_solve_work_size(m, n))
     _solve_nodes(
-        G, r_row, r_col, np.ones(m), V, np.ones(n), np.zeros(n), work, row_nodes, column_nodes
+        G, r_row, r_col, 0.0, np.ones(m), V, np.ones(n), np.zeros(n), work, row_nodes,
+        column_nodes,
     )
     return row_nodes, column_nodes
 
@@ -331,3 +354,77 @@ def verify_read_resistance(G, i, j, v_read, scheme, r_row=0.0, r_col=0.0):
     with np.errstate(divide="ignore"):
         R = np.where(current == 0.0, np.inf, v_read / current).reshape(i_arr.shape)
     return float(R) if R.ndim == 0 else R
+
+
+def write_voltages(G, i, j, amplitude, scheme="v2", r_row=0.0, r_col=0.0, r_driver=0.0,
+                   solver="fast"):
+    """Device voltages of one write pulse on device (i, j) through resistive lines.
+
+    Every line is driven at its end (rows at column 0, columns at row m-1, the netlist of
+    the module docstring) by an ideal source behind ``r_driver`` and its first segment:
+    "v2" drives row i at +A/2, column j at -A/2 and every other line at 0; "v3" row i at
+    +2A/3, column j at -A/3, other rows at 0 and other columns at +A/3; "none" row i at A
+    and every other line at 0 (for an array whose devices sit behind access devices, pass
+    G zero outside (i, j)). The network is linear: G holds each device's conductance at
+    the bias it is taken to have (the engine uses the ideal bias of each device's class).
+
+    Parameters
+    ----------
+    G : array_like, shape (m, n)
+        Device conductances, S (0: open device).
+    i, j : int
+        Selected row and column.
+    amplitude : float
+        Pulse amplitude A, V (the selected device sees A when the lines are ideal).
+    scheme : {"v2", "v3", "none"}
+        Bias of the unselected lines.
+    r_row, r_col : float
+        Wire resistance per cell segment, ohm.
+    r_driver : float
+        Series resistance of each line's driver and contact, ohm.
+    solver : {"fast", "full"}
+        "full": exact nodal solve, O(m n^2 (m + n)). "fast": the selected row and column
+        solved exactly with every other line an ideal source at its driver's voltage,
+        O(m + n); when its error estimate (the current each unselected line carries times
+        its path to the driver, times the share of A lost in the selected lines, times 4)
+        exceeds ``FAST_ACCEPT`` = 1e-3, line Gauss-Seidel sweeps (O(m n) each) refine it to
+        the exact answer within ``FAST_TOL`` x A. Its selected-cell voltage is within
+        0.5 % of "full" on 15 x 15 and 64 x 64 arrays with segments up to 10 ohm (tested).
+
+    Returns
+    -------
+    v : ndarray, shape (m, n)
+        Voltage of every device, V (row node minus column node).
+    sweeps : int
+        Gauss-Seidel sweeps of the fast solver (0: its one-step answer was kept; 0 for
+        "full").
+    converged : bool
+        False when the fast solver stopped at ``FAST_MAX_SWEEPS`` sweeps: ``v`` is then
+        not accurate and the caller must not accept it silently.
+    """
+    G = _conductances(G)
+    m, n = G.shape
+    for name, idx, size in (("i", i, m), ("j", j, n)):
+        if not isinstance(idx, numbers.Integral) or not 0 <= idx < size:
+            raise ValueError(f"{name} must be an index in [0, {size}), got {idx!r}")
+    amplitude = float(amplitude)
+    if not np.isfinite(amplitude):
+        raise ValueError(f"amplitude must be a finite voltage, got {amplitude}")
+    if scheme not in _WRITE_SCHEMES:
+        raise ValueError(f"scheme must be one of {sorted(_WRITE_SCHEMES)}, got {scheme!r}")
+    if solver not in _IR_SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(_IR_SOLVERS)}, got {solver!r}")
+    r_row = _resistance(r_row, "r_row")
+    r_col = _resistance(r_col, "r_col")
+    r_driver = _resistance(r_driver, "r_driver")
+    row_src = np.empty(m)
+    col_src = np.empty(n)
+    _write_sources(_WRITE_SCHEMES[scheme], amplitude, int(i), int(j), row_src, col_src)
+    # nodes the kernel may leave alone (unselected lines at one voltage) sit at their source
+    a = np.repeat(row_src[:, None], n, axis=1)
+    b = np.repeat(col_src[None, :], m, axis=0)
+    work = np.empty(_write_work_size(m, n))
+    sweeps, converged = _write_bias_kernel(
+        G, r_row, r_col, r_driver, row_src, col_src, int(i), int(j), _IR_SOLVERS[solver],
+        FAST_ACCEPT, FAST_TOL, FAST_MAX_SWEEPS, work, a, b)
+    return a - b, int(sweeps), bool(converged)

@@ -29,6 +29,7 @@ from mcmtj.networks.solutions import (
 )
 from mcmtj.networks.trainer import BinaryMLP
 from mcmtj.numerics._rng import instance_key
+from mcmtj.physics._circuit_kernels import IR_FAST, IR_FULL, IR_OFF
 from mcmtj.physics.array import WRITE_FIXED, WRITE_IDEAL, WRITE_PHYSICS, WRITE_TABLE, check_fit
 from mcmtj.physics.circuit import verify_read_resistance
 from mcmtj.physics.device import load_wer_table, nominal_conductances, wer_table_curves
@@ -148,6 +149,7 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     fp[K.F_DIE_JC] = d.die_jc_sigma
     fp[K.F_GRAD_RA] = d.ra_gradient
     fp[K.F_GRAD_D] = d.diameter_gradient
+    fp[K.F_R_DRV] = w.r_driver
     ip = np.zeros(K.N_IP, np.int64)
     ip[K.I_VARIATION] = d.variation
     ip[K.I_MODE] = _MODES[w.mode]
@@ -181,6 +183,7 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     ip[K.I_MAX_ITER] = rd.max_iter
     ip[K.I_ROWS] = study.array.rows
     ip[K.I_COLS] = study.array.cols
+    ip[K.I_IR_SOLVER] = {"off": IR_OFF, "fast": IR_FAST, "full": IR_FULL}[w.ir_solver]
     return fp, ip
 
 
@@ -188,8 +191,10 @@ def circuit_on(study: Study) -> bool:
     """Whether a study uses any passive-array effect (then the full arrays are simulated;
     otherwise the core path, whose results the circuit path reproduces when all are off)."""
     w, rd = study.write, study.read
+    # a driver resistance alone lowers the selected device's voltage (when that matters)
+    driver = w.r_driver > 0 and w.ir_solver != "off" and w.mode not in ("ideal", "fixed")
     return (w.scheme != "none" or w.verify or rd.r_row > 0 or rd.r_col > 0 or rd.r_wire > 0
-            or rd.bias_tmr or rd.noise > 0 or rd.offset_sigma > 0)
+            or rd.bias_tmr or rd.noise > 0 or rd.offset_sigma > 0 or driver)
 
 
 @dataclass(frozen=True)
@@ -273,10 +278,10 @@ class PointPlan:
     sw_train: np.ndarray
     software_accuracy: np.ndarray  # (S, G)
     software_accuracy_train: np.ndarray
-    g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances
+    g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances (layer 0's columns)
     rmse_den: np.ndarray  # (S,)
     sensitivity: np.ndarray  # (S, n_devices) device weights, or (S, 0) when not asked for
-    verify_ref: np.ndarray  # (S, L, rows, cols) floating-verify reference currents, or empty
+    verify_ref: np.ndarray  # (S, 2, L, rows, cols) floating-verify references, or (S, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -362,8 +367,10 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
         sw_eval = _software(pk, gnorms, fp, ip, pk.X_eval)
         sw_train = _software(pk, gnorms, fp, ip, pk.X_train)
         g_p, g_ap = nominal_conductances(point.device)
-        n0 = pk.layer_in[0]
-        g0 = np.ascontiguousarray(np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :])
+        n0, c0 = pk.layer_in[0], 2 * pk.layer_out[0]
+        # layer 0's own columns only: a wider later layer pads states with zeros, which
+        # would count phantom AP columns in the RMSE denominator (found by tests/oracle)
+        g0 = np.ascontiguousarray(np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :c0])
         points.append(PointPlan(
             index=p, key=instance_key(study.run.seed, p), fp=fp, ip=ip,
             sw_eval=sw_eval, sw_train=sw_train,
@@ -423,28 +430,45 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
 
 
 def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
-    """Reference currents of floating-line verify reads: a device half-way between G_P and
-    G_AP among nominal neighbours in their target states, per solution, layer and cell."""
+    """Reference currents of floating-line verify reads, per solution, layer and cell: a
+    device half-way between G_P and G_AP among nominal neighbours in the states the
+    experimenter knows at that moment. ``[:, 0]``: while writing in the study's order (cells
+    written so far in their targets, the rest in the reset state AP); ``[:, 1]``: the final
+    read-back (every cell in its target). Shape (S, 2, L, rows, cols).
+
+    Empty, shape (S, 0, 0, 0, 0), when not needed or when what is known depends on the
+    instance (random order, random initial states): the kernel then computes each
+    reference itself from the same rule.
+    """
     S = pk.states.shape[0]
-    if not (point.write.verify and point.write.verify_scheme == "floating"):
-        return np.zeros((S, 0, 0, 0))
+    w = point.write
+    if not (w.verify and w.verify_scheme == "floating") or w.order == "random" or (
+            w.initial not in ("ap", "ap_ideal")):
+        return np.zeros((S, 0, 0, 0, 0))
     rows, cols = point.array.rows, point.array.cols
     g_p, g_ap = nominal_conductances(point.device)
+    v = point.read.v_read
+    r_row = point.read.r_row + point.read.r_wire
+    r_col = point.read.r_col + point.read.r_wire
     L = pk.layer_in.size
-    ref = np.empty((S, L, rows, cols))
+    ref = np.zeros((S, 2, L, rows, cols))
     for s in range(S):
         for l in range(L):
-            G = np.full((rows, cols), g_ap)
             n_in, n_c = pk.layer_in[l], 2 * pk.layer_out[l]
-            G[:n_in, :n_c] = np.where(pk.states[s, l, :n_in, :n_c] == 1, g_p, g_ap)
-            for r in range(n_in):
-                for c in range(n_c):
+            target = np.full((rows, cols), g_ap)
+            target[:n_in, :n_c] = np.where(pk.states[s, l, :n_in, :n_c] == 1, g_p, g_ap)
+            cells = [(r, c) for r in range(n_in) for c in range(n_c)]
+            if w.order == "column":
+                cells.sort(key=lambda rc: (rc[1], rc[0]))
+            known = np.full((rows, cols), g_ap)
+            for phase, G in ((0, known), (1, target)):
+                for r, c in cells:
+                    if phase == 0:
+                        known[r, c] = target[r, c]  # the cell being written: its target
                     g_cell = G[r, c]
                     G[r, c] = 0.5 * (g_p + g_ap)
-                    v = point.read.v_read
-                    ref[s, l, r, c] = v / verify_read_resistance(
-                        G, r, c, v, "floating", point.read.r_row + point.read.r_wire,
-                        point.read.r_col + point.read.r_wire)
+                    ref[s, phase, l, r, c] = v / verify_read_resistance(
+                        G, r, c, v, "floating", r_row, r_col)
                     G[r, c] = g_cell
     return ref
 

@@ -59,7 +59,8 @@ VARIABLES = {
     N_DISTURBS: ("half-selected devices switched by a write pulse", "count"),
     N_PULSES: ("write pulses applied", "count"),
     N_VERIFY_RETRIES: ("write pulses repeated after a failed verify read", "count"),
-    N_NONCONVERGED: ("reads whose bias-dependent fixed point did not converge", "count"),
+    N_NONCONVERGED: ("reads whose bias-dependent fixed point, or write pulses whose fast "
+                     "line solve, did not converge", "count"),
     N_RESET_ERRORS: ("healthy devices left P by a failed reset pulse (write.initial = 'ap')",
                      "count"),
     READBACK_FIDELITY: ("fraction of devices a final verify read reports in their target state "
