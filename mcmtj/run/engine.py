@@ -177,6 +177,8 @@ def simulate(
     # input errors (WER tables, files, a layer that does not fit) first; then the notice,
     # before make_plan's software predictions, the first kernel call
     check_inputs(study)
+    if target is None or target.suffix == ".nc":
+        _check_memory_early(study, target)
     prepared = prepared or prepare(study)
     check_fit(prepared.solutions.layer_shapes, study.array.rows, study.array.cols)
     compile_notice(_kernels(study, executor), progress)
@@ -283,6 +285,30 @@ def result_bytes(plan: Plan) -> int:
     return len(plan.points) * plan.n_solutions * plan.n_instances * per_instance
 
 
+def _refuse_memory(need: int, target, at_least: bool = False) -> None:
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        where = f"-o {target}" if target is not None else "memory"
+        raise ValueError(
+            f"the run is too large for {where}: its results need "
+            f"{'at least' if at_least else 'about'} {human_bytes(need)} of memory, "
+            f"{human_bytes(avail)} are available; write it to a .zarr store instead "
+            "(streamed block by block, resumable)")
+
+
+def _check_memory_early(study: Study, target) -> None:
+    """Refuse a hopeless in-memory or ``.nc`` run before loading or training anything:
+    a lower bound of its memory (one float64 per instance and solution, the solution
+    count known from the study or 1) already exceeds what is available."""
+    net = study.network
+    n_solutions = net.n_solutions if net.source == "train" else 1
+    if net.max_solutions:
+        n_solutions = min(n_solutions, net.max_solutions)
+    lower = 8 * study.run.instances * n_solutions * int(np.prod(study.sweep_shape,
+                                                                dtype=np.int64))
+    _refuse_memory(lower, target, at_least=True)
+
+
 def check_resources(plan: Plan, layout, target) -> None:
     """Refuse, before any work, a run that cannot fit: memory of a ``.nc`` or in-memory
     run (its results plus the netCDF image: 2x), disk space of a ``.nc`` file, and a
@@ -302,14 +328,7 @@ def check_resources(plan: Plan, layout, target) -> None:
     except OSError:
         free = None
     if target is None or Path(target).suffix == ".nc":
-        need = 2 * size if target is not None else size
-        avail = _available_memory()
-        if avail is not None and need > avail:
-            where = f"-o {target}" if target is not None else "memory"
-            raise ValueError(
-                f"the run is too large for {where}: its results need about "
-                f"{human_bytes(need)} of memory, {human_bytes(avail)} are available; write "
-                "it to a .zarr store instead (streamed block by block, resumable)")
+        _refuse_memory(2 * size if target is not None else size, target)
         if free is not None and size + _NC_OVERHEAD > free:
             raise os_error(errno.ENOSPC, f"not enough space for {target}: needs about "
                            f"{human_bytes(size + _NC_OVERHEAD)}, {human_bytes(free)} free in "
