@@ -414,7 +414,10 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
     g_mid = 0.5 * (g_nom_p + g_nom_ap)
 
     def known_nominal(l):
-        return np.array([[g_nom_p if (init_random and cells[l][i][j].state == P)
+        """The experimenter's knowledge before writing: nominal conductances of the random
+        initial states ('random'), else AP (after a reset the experimenter assumes AP, a
+        failed reset included; README "What is modelled")."""
+        return np.array([[g_nom_p if (wr.initial == "random" and cells[l][i][j].state == P)
                           else g_nom_ap for j in range(cols)] for i in range(rows)])
 
     def reference(known, r, c):
