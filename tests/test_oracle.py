@@ -93,6 +93,10 @@ CONFIGS = {
     "reset-some-fail": {**PHYSICS, **VERIFY_HALF, "write.scheme": "v2", "write.voltage": 1.15},
     "reset-fixed-v3-defects": {**FIXED, **DEFECTS, "write.scheme": "v3",
                                "write.error_rate": 0.3},
+    # floating verify with a reset and a random order: the kernel's own references (not the
+    # engine's precomputed ones) must also assume AP after the reset
+    "reset-floating-random-order": {**PHYSICS, **VERIFY_FLOAT, "write.scheme": "v2",
+                                    "write.voltage": 1.15, "write.order": "random"},
     "ap-ideal-physics": {**PHYSICS, "write.scheme": "v2", "write.initial": "ap_ideal"},
     "ap-ideal-fixed-floating": {**FIXED, **VERIFY_FLOAT, "write.initial": "ap_ideal"},
     # die-to-die variation: per-instance offsets, alone and with gradients through the lines
@@ -110,7 +114,8 @@ CONFIGS = {
 # per verify read): one instance each, and the heaviest only in the slow run.
 HEAVY = {"all-v2", "all-v3-half", "all-v3-square", "bias-tmr", "bias-tmr-defects",
          "verify-floating-fixed", "verify-floating-wires", "initial-random-floating",
-         "no-variation-v3-floating", "ap-ideal-fixed-floating"}
+         "no-variation-v3-floating", "ap-ideal-fixed-floating",
+         "reset-floating-random-order"}
 SLOW = {"all-v2-square"}
 
 
