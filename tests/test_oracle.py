@@ -4,7 +4,9 @@ instance by instance: integer results exactly, floating results to 1e-9 relative
 A tiny network (13 inputs, 2 hidden, 3 outputs: 64 devices) on 13 x 6 or 13 x 13 arrays, a
 slice of the NIST Wine data (8 test samples), one or two instances per configuration; every
 effect alone and all together, both write schemes, both verify schemes, square and non-square
-arrays, writes through the lines with the full nodal solve.
+arrays, writes through the lines with the full nodal solve; the stochastic reset of
+``write.initial = "ap"`` (the default: most configurations reset, some with failures), the
+exact ``"ap_ideal"`` start, and die-to-die offsets and gradients.
 """
 
 from __future__ import annotations
