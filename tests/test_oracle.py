@@ -4,7 +4,9 @@ instance by instance: integer results exactly, floating results to 1e-9 relative
 A tiny network (13 inputs, 2 hidden, 3 outputs: 64 devices) on 13 x 6 or 13 x 13 arrays, a
 slice of the NIST Wine data (8 test samples), one or two instances per configuration; every
 effect alone and all together, both write schemes, both verify schemes, square and non-square
-arrays, writes through the lines with the full nodal solve.
+arrays, writes through the lines with the full nodal solve; the stochastic reset of
+``write.initial = "ap"`` (the default: most configurations reset, some with failures), the
+exact ``"ap_ideal"`` start, and die-to-die offsets and gradients.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import mcmtj
 from mcmtj.networks.solutions import SolutionSet
 
 INTEGERS = ["n_stuck", "n_short", "n_open", "n_write_errors", "n_disturbs", "n_pulses",
-            "n_verify_retries", "n_nonconverged"]
+            "n_verify_retries", "n_nonconverged", "n_reset_errors"]
 FLOATS = ["write_fidelity", "weight_fidelity", "current_rmse"]
 
 # A pulse long and strong enough that writes mostly succeed but fail now and then, and
@@ -31,6 +33,10 @@ VERIFY_FLOAT = {"write.verify": True, "write.verify_scheme": "floating",
                 "write.max_retries": 2}
 DEFECTS = {"defects.stuck_p": 0.03, "defects.stuck_ap": 0.03, "defects.short": 0.03,
            "defects.open": 0.03}
+# die-to-die sigmas large enough to move the switching thresholds visibly
+DIE = {"device.die_diameter_sigma": 3e-9, "device.die_resistance_area_sigma": 0.1,
+       "device.die_tmr_sigma": 0.2, "device.die_jc_sigma": 0.1}
+GRADIENTS = {"device.ra_gradient": 0.3, "device.diameter_gradient": -0.2}
 ALL = {**PHYSICS, **WIRES, **VERIFY_FLOAT, **DEFECTS, "write.scheme": "v2",
        "write.order": "random", "write.initial": "random", "write.retry_step": 0.05,
        "write.r_driver": 5.0, "read.bias_tmr": True, "read.noise": 0.02,
@@ -83,6 +89,26 @@ CONFIGS = {
     "square-v3-wires": {**PHYSICS, **WIRES, "write.scheme": "v3", "array.cols": 13},
     "all-v3-square": {**ALL, "write.scheme": "v3", "array.cols": 13,
                       "write.order": "column", "write.initial": "ap"},
+    # the stochastic reset (write.initial = "ap", the default): at 1.15 V the P -> AP reset
+    # pulse fails now and then (at PHYSICS' 0.8 V it fails mostly), so n_reset_errors and the
+    # rewrites of failed resets are exercised, with verify retries on top
+    "reset-some-fail": {**PHYSICS, **VERIFY_HALF, "write.scheme": "v2", "write.voltage": 1.15},
+    "reset-fixed-v3-defects": {**FIXED, **DEFECTS, "write.scheme": "v3",
+                               "write.error_rate": 0.3},
+    # floating verify with a reset and a random order: the kernel's own references (not the
+    # engine's precomputed ones) must also assume AP after the reset
+    "reset-floating-random-order": {**PHYSICS, **VERIFY_FLOAT, "write.scheme": "v2",
+                                    "write.voltage": 1.15, "write.order": "random"},
+    "ap-ideal-physics": {**PHYSICS, "write.scheme": "v2", "write.initial": "ap_ideal"},
+    "ap-ideal-fixed-floating": {**FIXED, **VERIFY_FLOAT, "write.initial": "ap_ideal"},
+    # die-to-die variation: per-instance offsets, alone and with gradients through the lines
+    "die-sigmas": {**PHYSICS, "write.scheme": "v2", "write.voltage": 1.15, **DIE},
+    "die-no-variation": {**PHYSICS, **DIE, "write.scheme": "v3", "device.variation": False},
+    "die-gradients-wires": {**PHYSICS, **WIRES, **DIE, **GRADIENTS, "write.scheme": "v2",
+                            "write.voltage": 1.15, "device.delta_sigma": 0.05,
+                            "device.jc_sigma": 0.05},
+    "gradients-only": {**PHYSICS, **GRADIENTS, "write.scheme": "v3", "array.cols": 13,
+                       "read.offset_sigma": 0.2},
 }
 
 
@@ -90,7 +116,8 @@ CONFIGS = {
 # per verify read): one instance each, and the heaviest only in the slow run.
 HEAVY = {"all-v2", "all-v3-half", "all-v3-square", "bias-tmr", "bias-tmr-defects",
          "verify-floating-fixed", "verify-floating-wires", "initial-random-floating",
-         "no-variation-v3-floating"}
+         "no-variation-v3-floating", "ap-ideal-fixed-floating",
+         "reset-floating-random-order"}
 SLOW = {"all-v2-square"}
 
 

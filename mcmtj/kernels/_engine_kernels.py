@@ -859,8 +859,10 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
             total = 0.0
             for r in range(rows):
                 # random initial states are known: the procedure pulses only the cells
-                # whose state differs from their target
-                g0 = g_nom_p if init_random and state_f[l, r, c] == STATE_P else g_nom_ap
+                # whose state differs from their target; after a reset ('ap') the
+                # experimenter assumes AP (as the engine's precomputed references do)
+                g0 = g_nom_p if init_random and not reset and state_f[l, r, c] == STATE_P \
+                    else g_nom_ap
                 gref[l, r, c] = g0
                 total += g0
             gref[l, rows, c] = total

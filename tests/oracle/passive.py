@@ -20,10 +20,31 @@ Random numbers consumed, in the kernels' layout (mcmtj.numerics._rng lanes):
 - switching lane: 2 per used device (barrier, critical current normals), when spread is on;
 - defect lane: 1 per used device, when any defect rate is > 0;
 - write lane: 2 per used device (initial state bit, first pulse's uniform);
-- unused lane: 5 normals per unused cell, then 2 words each (defect, initial state);
+- reset lane: 1 per used device (its reset pulse's uniform), when the reset is stochastic
+  (``write.initial = "ap"`` and a mode other than 'ideal');
+- die lane: 5 words per instance (diameter, RA, TMR, J_c0 normals, gradient angle), when any
+  die-to-die sigma or gradient is non-zero;
+- unused lane: 5 normals per unused cell, then 2 words each (defect, initial state), then 1
+  each (reset uniform, slot 7 n_unused + u);
 - disturb stream: thinning walk (53-bit uniforms) per pulse and candidate group;
 - verify stream: random write order (Fisher-Yates), retry pulses, verify-read noise;
 - read stream: comparator offsets, then read noise per inference.
+
+Initial states (README "What is modelled"): ``write.initial = "random"`` keeps the
+as-fabricated states (bit 0 of the write word: 1 = P); ``"ap"`` starts from them and gives
+every device fabricated P a reset pulse towards AP at the nominal write amplitude and width
+with the write's switching model (P -> AP direction; ideal: always switches, fixed:
+1 - write.error_rate); a failure leaves it P and, for a healthy used device, counts in
+``n_reset_errors``; stuck devices keep their stuck state and draw nothing; ``"ap_ideal"``
+starts every device exactly AP.
+
+Die-to-die variation (mcmtj.physics.device docstrings): per instance offsets
+delta_d = sigma_die_d z_d, an RA factor exp(sigma_die_RA z_RA), delta_TMR = sigma_die_TMR
+z_TMR and a J_c0 factor max(1 + sigma_die_Jc z_Jc, 1e-6), and a gradient direction phi =
+2 pi u; the cell (r, c) of a rows x cols array sits at u_rc = ((c + 1/2)/cols - 1/2) cos phi
++ ((r + 1/2)/rows - 1/2) sin phi along it, so its nominal diameter is d0 (1 + g_d u_rc) +
+delta_d and its nominal RA is RA0 (1 + g_RA u_rc) exp(sigma_die_RA z_RA); device-to-device
+variation then acts on these nominal values.
 
 Only fixed defect rates (``defects.dispersion = 0``) are covered.
 """
@@ -242,7 +263,8 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
 
     Returns a dict: accuracy, agreement (G,), accuracy_train (G,), write_fidelity,
     weight_fidelity, readback_fidelity, current_rmse, and the counters n_stuck, n_short,
-    n_open, n_write_errors, n_disturbs, n_pulses, n_verify_retries, n_nonconverged.
+    n_open, n_write_errors, n_disturbs, n_pulses, n_verify_retries, n_nonconverged,
+    n_reset_errors.
     """
     dev, dfc, wr, rd = study.device, study.defects, study.write, study.read
     assert dfc.dispersion == 0, "the oracle covers fixed defect rates only"
@@ -263,6 +285,24 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
     g_nom_p = area0 / dev.resistance_area
     g_nom_ap = g_nom_p / (1 + dev.tmr)
     dg_nom = g_nom_p - g_nom_ap
+    init_random = wr.initial in ("random", "ap")  # as fabricated (then reset for "ap")
+    reset = wr.initial == "ap"
+    draw_reset = reset and wr.mode != "ideal"  # an ideal reset always succeeds: no draw
+
+    # --- 0. die-to-die offsets of this instance (5 words of the die lane)
+    die_on = any(x != 0.0 for x in (dev.die_diameter_sigma, dev.die_resistance_area_sigma,
+                                     dev.die_tmr_sigma, dev.die_jc_sigma, dev.ra_gradient,
+                                     dev.diameter_gradient))
+    die_d, die_ra, die_tmr, die_jc, cos_phi, sin_phi = 0.0, 1.0, 0.0, 1.0, 1.0, 0.0
+    if die_on:
+        u_die = [uniform(w) for w in lane(key, _rng.LANE_DIE, solution, instance, 5)]
+        z_die = _rng.normal_ppf_np(np.array(u_die[:4]))
+        die_d = dev.die_diameter_sigma * z_die[0]
+        die_ra = math.exp(dev.die_resistance_area_sigma * z_die[1])
+        die_tmr = dev.die_tmr_sigma * z_die[2]
+        die_jc = max(1.0 + dev.die_jc_sigma * z_die[3], 1e-6)
+        phi = 2.0 * math.pi * u_die[4]
+        cos_phi, sin_phi = math.cos(phi), math.sin(phi)
 
     # --- 1. sample every cell of every array
     z_dev = normals(lane(key, _rng.LANE_DEVICE, solution, instance, 3 * n_dev)) \
@@ -271,12 +311,21 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
         if spread else None
     w_def = lane(key, _rng.LANE_DEFECT, solution, instance, n_dev) if any_defect else None
     w_wr = lane(key, _rng.LANE_WRITE, solution, instance, 2 * n_dev)
-    w_un = lane(key, _rng.LANE_UNUSED, solution, instance, 7 * n_un)
+    w_rs = lane(key, _rng.LANE_RESET, solution, instance, n_dev) if draw_reset else None
+    w_un = lane(key, _rng.LANE_UNUSED, solution, instance, 8 * n_un)
     z_un = normals(w_un[: 5 * n_un])
     cells = [[[None] * cols for _ in range(rows)] for _ in range(L)]
+
+    def reset_probability(cell):
+        if wr.mode == "ideal":
+            return 1.0
+        if wr.mode == "fixed":
+            return 1.0 - wr.error_rate
+        return cell.push_probability(study, wr.voltage)  # cell.state is P: P -> AP
+
     k = u = 0
     counts = dict(n_stuck=0, n_short=0, n_open=0, n_write_errors=0, n_disturbs=0,
-                  n_pulses=0, n_verify_retries=0, n_nonconverged=0)
+                  n_pulses=0, n_verify_retries=0, n_nonconverged=0, n_reset_errors=0)
     for l in range(L):
         for r in range(rows):
             for c in range(cols):
@@ -286,18 +335,25 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
                     zd, zj = z_sw[2 * k: 2 * k + 2] if spread else (0.0, 0.0)
                     u_def = uniform(w_def[k]) if any_defect else 1.0
                     init = int(w_wr[2 * k])
+                    u_reset = uniform(w_rs[k]) if draw_reset else 0.0
                 else:
                     z = z_un[5 * u: 5 * u + 3] if dev.variation else (0.0, 0.0, 0.0)
                     zd, zj = z_un[5 * u + 3], z_un[5 * u + 4]
                     u_def = uniform(w_un[5 * n_un + 2 * u])
                     init = int(w_un[5 * n_un + 2 * u + 1])
+                    u_reset = uniform(w_un[7 * n_un + u]) if draw_reset else 0.0
                 sd = dev.diameter_sigma if dev.variation else 0.0
                 sra = dev.resistance_area_sigma if dev.variation else 0.0
-                d = max(dev.diameter + sd * z[0], MIN_DIAMETER)
-                g_p = math.pi / 4 * d * d / (dev.resistance_area * math.exp(sra * z[1]))
-                tmr = max(dev.tmr + dev.tmr_sigma * z[2], 0.0) if dev.variation else dev.tmr
+                # position along the die's gradient, nominal d and RA of this cell
+                pos = ((c + 0.5) / cols - 0.5) * cos_phi + ((r + 0.5) / rows - 0.5) * sin_phi
+                d_nom = dev.diameter * (1.0 + dev.diameter_gradient * pos) + die_d
+                ra_nom = dev.resistance_area * (1.0 + dev.ra_gradient * pos) * die_ra
+                d = max(d_nom + sd * z[0], MIN_DIAMETER)
+                g_p = math.pi / 4 * d * d / (ra_nom * math.exp(sra * z[1]))
+                stmr = dev.tmr_sigma if dev.variation else 0.0
+                tmr = max(dev.tmr + die_tmr + stmr * z[2], 0.0)
                 delta = dev.delta_sat * min(1.0, (d / dev.critical_diameter) ** 2)
-                jc = dev.jc_ap_to_p
+                jc = dev.jc_ap_to_p * die_jc
                 if spread:
                     delta *= max(1.0 + dev.delta_sigma * zd, 0.0)
                     jc *= max(1.0 + dev.jc_sigma * zj, 1e-6)
@@ -312,10 +368,19 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
                                     OPEN: "n_open"}.get(defect)
                         if key_name:
                             counts[key_name] += 1
-                state = (init & 1) if wr.initial == "random" else AP
-                state = P if defect == STUCK_P else AP if defect == STUCK_AP else state
-                cells[l][r][c] = Cell(g_p, d, tmr, delta, ic, ic * dev.jc_asymmetry, defect,
-                                      state)
+                fabricated = (init & 1) if init_random else AP
+                cell = Cell(g_p, d, tmr, delta, ic, ic * dev.jc_asymmetry, defect, fabricated)
+                if defect in (STUCK_P, STUCK_AP):
+                    cell.state = P if defect == STUCK_P else AP
+                elif reset and fabricated == P:
+                    # the reset pulse towards AP, at the nominal write amplitude (no line
+                    # drop, no half-selects), the write's switching model
+                    if not u_reset < reset_probability(cell):
+                        if used and defect == NONE:
+                            counts["n_reset_errors"] += 1
+                    else:
+                        cell.state = AP
+                cells[l][r][c] = cell
                 if used:
                     k += 1
                 else:
@@ -349,6 +414,9 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
     g_mid = 0.5 * (g_nom_p + g_nom_ap)
 
     def known_nominal(l):
+        """The experimenter's knowledge before writing: nominal conductances of the random
+        initial states ('random'), else AP (after a reset the experimenter assumes AP, a
+        failed reset included; README "What is modelled")."""
         return np.array([[g_nom_p if (wr.initial == "random" and cells[l][i][j].state == P)
                           else g_nom_ap for j in range(cols)] for i in range(rows)])
 
