@@ -81,12 +81,14 @@ def no_simulation(monkeypatch):
     """Plotting must never simulate: the engine raises if anything calls it."""
     import mcmtj
     import mcmtj.run.block
+    import mcmtj.run.engine
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a plotting function called the simulator")
 
-    for module in (mcmtj, mcmtj.run.block):
+    for module in (mcmtj, mcmtj.run.engine):
         monkeypatch.setattr(module, "simulate", forbidden)
+    for module in (mcmtj, mcmtj.run.block, mcmtj.run.engine):
         monkeypatch.setattr(module, "prepare", forbidden)
     monkeypatch.setattr(mcmtj.run.block, "run_block", forbidden)
     yield

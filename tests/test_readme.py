@@ -25,7 +25,7 @@ def test_writing_a_study_example_loads_and_runs_as_described(tmp_path):
     # what the section says about it: a 2 x 2 grid, one dim per swept key
     assert study.sweep_dims() == ["diameter", "stuck_p"]
     assert study.sweep_shape == (2, 2)
-    assert study.device.diameter_sigma == 2e-9 and study.write.voltage == 0.5
+    assert study.device.diameter_sigma == 2e-9 and study.write.voltage == 0.80
     assert (study.network.n_solutions, study.run.instances, study.run.seed) == (10, 200, 1)
     # and it runs (a few instances only; the README's table comes from the full command)
     ds = mcmtj.simulate(study.replace(**{"network.epochs": 5}), instances=3, progress=False)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mcmtj._version import __version__
-from mcmtj.numerics._jit import PACKAGE_STAMP
+from mcmtj.numerics import _jit
 
 __all__ = ["dependency_versions", "git_revision", "input_hash", "provenance_attrs"]
 
@@ -145,6 +145,6 @@ def provenance_attrs(prepared) -> dict[str, str]:
     """
     attrs = {f"version_{k}": v for k, v in dependency_versions().items()}
     attrs["git_revision"] = git_revision()
-    attrs["code_sha256"] = PACKAGE_STAMP
+    attrs["code_sha256"] = _jit.PACKAGE_STAMP  # read at call time: tests may patch it
     attrs["input_sha256"] = input_hash(prepared)
     return attrs
