@@ -396,3 +396,19 @@ def test_cli_paper_calls_paper_main(monkeypatch, tmp_path):
     assert args == ("goodwill2022",) and kwargs["quick"] and kwargs["out"] == tmp_path
     with pytest.raises(SystemExit):
         main(["paper", "nobody2099"])
+
+
+
+def test_stored_results_are_reused_only_from_the_same_code(monkeypatch):
+    # a physics change alters the package hash: a stored result of the same study text must
+    # then be simulated again, never put into a report
+    from mcmtj.config import load_study
+    from mcmtj.numerics import _jit
+
+    study = load_study(Path(__file__).parents[1] / "studies" / "quickstart.toml")
+    attrs = {"study": study.to_toml(), "code_sha256": _jit.PACKAGE_STAMP}
+    assert paper._reusable(attrs, study)
+    assert not paper._reusable({**attrs, "study": attrs["study"] + "\n"}, study)
+    assert not paper._reusable(None, study)
+    monkeypatch.setattr(_jit, "PACKAGE_STAMP", "another-source-tree")
+    assert not paper._reusable(attrs, study)

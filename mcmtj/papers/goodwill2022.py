@@ -47,6 +47,7 @@ from mcmtj.analysis.metrics import tune, yield_fraction
 from mcmtj.config import Study, load_study
 from mcmtj.kernels import _engine_kernels as K
 from mcmtj.networks.datasets import NIST_WINE_ENV, DatasetError, find_nist_wine, verify_nist_wine
+from mcmtj.numerics import _jit
 from mcmtj.physics.circuit import transfer_matrix
 from mcmtj.physics.device import (
     MIN_DIAMETER,
@@ -350,7 +351,8 @@ def device_samples(
         coords=coords,
     )
     return ds.assign_attrs(
-        study=study.to_toml(), seed=str(seed), voltage=voltage, n_devices=n_devices
+        study=study.to_toml(), seed=str(seed), voltage=voltage, n_devices=n_devices,
+        code_sha256=_jit.PACKAGE_STAMP,
     )
 
 
@@ -362,6 +364,13 @@ def _stored_attrs(path: Path) -> dict | None:
             return dict(ds.attrs)
     except (OSError, ValueError):
         return None
+
+
+def _reusable(attrs: dict | None, study: Study) -> bool:
+    """A stored result stands in for a simulation only when the same study was simulated by
+    the same package source: a physics change must never leave an old result in a report."""
+    return (attrs is not None and attrs.get("study") == study.to_toml()
+            and attrs.get("code_sha256") == _jit.PACKAGE_STAMP)
 
 
 def _compress(ds: xr.Dataset) -> xr.Dataset:
@@ -382,7 +391,8 @@ def ensure_results(
     """Simulate every study whose stored result is missing or stale; sample the devices.
 
     A stored ``<results_dir>/<name>.nc`` is reused when its ``study`` attr equals the
-    study's TOML (same configuration and seed); anything else is simulated again with
+    study's TOML (same configuration and seed) and its ``code_sha256`` the running package's
+    source hash (so a physics change is never reported from old results); anything else is simulated again with
     :func:`mcmtj.simulate` and saved with :func:`mcmtj.save` (gzip-compressed).
     ``devices.nc`` holds :func:`device_samples` of the first study.
 
@@ -411,9 +421,12 @@ def ensure_results(
     for name, study in studies.items():
         path = results_dir / f"{name}.nc"
         attrs = _stored_attrs(path)
-        if attrs is not None and attrs.get("study") == study.to_toml():
+        if _reusable(attrs, study):
             log(f"{name}: using stored {path}")
         else:
+            if attrs is not None and attrs.get("study") == study.to_toml():
+                log(f"{name}: stored {path} was simulated by other mcmtj code "
+                    f"(code_sha256 {str(attrs.get('code_sha256'))[:12]}), simulating again")
             shape = " x ".join(str(n) for n in study.sweep_shape)
             log(f"{name}: simulating {shape} sizes x {study.run.instances} instances per solution")
             ds = simulate(study, threads=threads, progress=None)
@@ -423,11 +436,7 @@ def ensure_results(
     first = next(iter(studies.values()))
     path = results_dir / f"{_DEVICES}.nc"
     attrs = _stored_attrs(path)
-    if not (
-        attrs is not None
-        and attrs.get("study") == first.to_toml()
-        and int(attrs.get("n_devices", -1)) == n_device_samples
-    ):
+    if not (_reusable(attrs, first) and int(attrs.get("n_devices", -1)) == n_device_samples):
         save(_compress(device_samples(first, n_device_samples)), path)
         log(f"devices: wrote {path}")
     paths[_DEVICES] = path
@@ -922,7 +931,7 @@ def _analysis_stamp(datasets: Mapping[str, xr.Dataset], n_boot: int, n_paired: i
             for k, ds in datasets.items()
         )
         + f";n_boot={n_boot};n_paired={n_paired};folds={CV_FOLDS};fold_seed={CV_SEED};"
-        f"v={_ANALYSIS_VERSION}"
+        f"v={_ANALYSIS_VERSION};code={_jit.PACKAGE_STAMP}"
     )
 
 
