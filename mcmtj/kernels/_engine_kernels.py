@@ -341,7 +341,9 @@ def _reset_state(fp, mode, reset, fabricated, defect, u_reset, g_p, tmr, ic, ic_
     with ``write.error_rate`` in 'fixed' mode); it switches when ``u_reset`` (its reset
     uniform) is below the probability, else stays P, a failure counted for healthy
     devices only. Stuck devices keep their stuck state and draw nothing. Both paths call
-    this, so the circuit path can give the pulse its line-dropped ``voltage``.
+    this with the nominal write amplitude: the reset is modelled as a pulse at the driver's
+    amplitude, with no line drop and no half-select disturbs (README "Writing a study",
+    ``write.initial``), even when the writes that follow go through the resistive lines.
     """
     if defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP:
         return _stuck_state(defect, fabricated), False
