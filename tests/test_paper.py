@@ -398,7 +398,6 @@ def test_cli_paper_calls_paper_main(monkeypatch, tmp_path):
         main(["paper", "nobody2099"])
 
 
-
 def test_stored_results_are_reused_only_from_the_same_code(monkeypatch):
     # a physics change alters the package hash: a stored result of the same study text must
     # then be simulated again, never put into a report

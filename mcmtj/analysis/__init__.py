@@ -6,24 +6,7 @@ The public names of :mod:`mcmtj.analysis.metrics` are re-exported here, so
 ``from mcmtj.analysis import yield_fraction`` works.
 """
 
-from mcmtj.analysis.metrics import (
-    DEFAULT_METRICS,
-    accuracy_stats,
-    device_sensitivity,
-    metric_correlations,
-    sensitivity_weighted_fidelity,
-    tune,
-    wilson_interval,
-    yield_fraction,
-)
+from mcmtj.analysis import metrics
+from mcmtj.analysis.metrics import *  # noqa: F403 (the public names, listed once: metrics.__all__)
 
-__all__ = [
-    "DEFAULT_METRICS",
-    "accuracy_stats",
-    "wilson_interval",
-    "yield_fraction",
-    "tune",
-    "metric_correlations",
-    "sensitivity_weighted_fidelity",
-    "device_sensitivity",
-]
+__all__ = list(metrics.__all__)

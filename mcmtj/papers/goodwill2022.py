@@ -392,8 +392,9 @@ def ensure_results(
 
     A stored ``<results_dir>/<name>.nc`` is reused when its ``study`` attr equals the
     study's TOML (same configuration and seed) and its ``code_sha256`` the running package's
-    source hash (so a physics change is never reported from old results); anything else is simulated again with
-    :func:`mcmtj.simulate` and saved with :func:`mcmtj.save` (gzip-compressed).
+    source hash (so a physics change is never reported from old results); anything else
+    is simulated again with :func:`mcmtj.simulate` and saved with :func:`mcmtj.save`
+    (gzip-compressed).
     ``devices.nc`` holds :func:`device_samples` of the first study.
 
     Parameters
