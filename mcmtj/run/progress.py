@@ -185,7 +185,7 @@ def _is_cached(dispatcher) -> bool | None:
     valid for this source; None when that cannot be told.
 
     numba's index file loads only when its source stamp (the file's and, through
-    ``mcmtj.numerics._jit``, the whole package's) matches, else it reads as empty
+    ``mcmtj.numerics._jit``, the kernel folders') matches, else it reads as empty
     (``IndexDataCacheFile._load_index``, numba >= 0.49).
     """
     try:
