@@ -127,6 +127,12 @@ CONFIGS = {
                                        "array.tile_rows": 5, "array.tile_cols": 4,
                                        "read.r_wire": 2.0, "read.noise": 0.02,
                                        "read.offset_sigma": 0.2},
+    # the engine's precomputed floating-verify references per tile; the bias-dependent read
+    # per tile (every sample's currents solved per array, then summed)
+    "tiled-floating-verify": {**FIXED, **VERIFY_FLOAT, "array.tile_rows": 5,
+                              "array.tile_cols": 4},
+    "tiled-bias-tmr-shorts": {"read.bias_tmr": True, "read.r_wire": 2.0, "defects.short": 0.05,
+                              "array.tile_rows": 7},
 }
 
 
@@ -135,8 +141,8 @@ CONFIGS = {
 HEAVY = {"all-v2", "all-v3-half", "all-v3-square", "bias-tmr", "bias-tmr-defects",
          "verify-floating-fixed", "verify-floating-wires", "initial-random-floating",
          "no-variation-v3-floating", "ap-ideal-fixed-floating",
-         "reset-floating-random-order"}
-SLOW = {"all-v2-square"}
+         "reset-floating-random-order", "tiled-floating-verify"}
+SLOW = {"all-v2-square", "tiled-bias-tmr-shorts"}
 
 
 @pytest.fixture(scope="module")
