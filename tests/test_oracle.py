@@ -6,7 +6,8 @@ slice of the NIST Wine data (8 test samples), one or two instances per configura
 effect alone and all together, both write schemes, both verify schemes, square and non-square
 arrays, writes through the lines with the full nodal solve; the stochastic reset of
 ``write.initial = "ap"`` (the default: most configurations reset, some with failures), the
-exact ``"ap_ideal"`` start, and die-to-die offsets and gradients.
+exact ``"ap_ideal"`` start, die-to-die offsets and gradients, integrated (1T1MTJ) arrays
+and tiled layers.
 """
 
 from __future__ import annotations
@@ -109,6 +110,29 @@ CONFIGS = {
                             "device.jc_sigma": 0.05},
     "gradients-only": {**PHYSICS, **GRADIENTS, "write.scheme": "v3", "array.cols": 13,
                        "read.offset_sigma": 0.2},
+    # integrated (1T1MTJ) arrays: writes and verify reads of the selected device alone
+    # through resistive lines and drivers, every defect, inference through the full network
+    "integrated-wires-verify-defects": {**PHYSICS, **WIRES, **VERIFY_HALF, **DEFECTS,
+                                        "array.kind": "integrated", "write.r_driver": 5.0,
+                                        "write.retry_step": 0.05},
+    "integrated-fixed-noise-shorts": {**FIXED, **VERIFY_FLOAT, "array.kind": "integrated",
+                                      "defects.short": 0.1, "read.r_wire": 2.0,
+                                      "read.noise": 0.02},
+    # tiled layers: layer 0 (13 x 4) on three arrays of 5, 5 and 3 rows, layer 1 (2 x 6) on
+    # two of 4 and 2 columns; partial currents summed after sensing, read linearly or per
+    # sample (noise, offsets)
+    "tiled-v2-wires-verify": {**PHYSICS, **WIRES, **VERIFY_HALF, "write.scheme": "v2",
+                              "array.tile_rows": 5, "array.tile_cols": 4},
+    "tiled-integrated-noisy-defects": {**FIXED, **DEFECTS, "array.kind": "integrated",
+                                       "array.tile_rows": 5, "array.tile_cols": 4,
+                                       "read.r_wire": 2.0, "read.noise": 0.02,
+                                       "read.offset_sigma": 0.2},
+    # the engine's precomputed floating-verify references per tile; the bias-dependent read
+    # per tile (every sample's currents solved per array, then summed)
+    "tiled-floating-verify": {**FIXED, **VERIFY_FLOAT, "array.tile_rows": 5,
+                              "array.tile_cols": 4},
+    "tiled-bias-tmr-shorts": {"read.bias_tmr": True, "read.r_wire": 2.0, "defects.short": 0.05,
+                              "array.tile_rows": 7},
 }
 
 
@@ -117,8 +141,8 @@ CONFIGS = {
 HEAVY = {"all-v2", "all-v3-half", "all-v3-square", "bias-tmr", "bias-tmr-defects",
          "verify-floating-fixed", "verify-floating-wires", "initial-random-floating",
          "no-variation-v3-floating", "ap-ideal-fixed-floating",
-         "reset-floating-random-order"}
-SLOW = {"all-v2-square"}
+         "reset-floating-random-order", "tiled-floating-verify"}
+SLOW = {"all-v2-square", "tiled-bias-tmr-shorts"}
 
 
 @pytest.fixture(scope="module")
