@@ -303,8 +303,13 @@ def _scores(weights, biases, X) -> np.ndarray:
     """
     x = X
     for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        a = np.matmul(x, w) + b[..., None, :]
-        x = np.tanh(a) if layer < len(weights) - 1 else a
+        if x.ndim == 2:
+            # inputs shared by every network: one matrix product over all of them
+            a = np.moveaxis(np.tensordot(x, w, axes=([1], [-2])), 0, -2)
+        else:
+            a = np.matmul(x, w)
+        a += b[..., None, :]
+        x = np.tanh(a, out=a) if layer < len(weights) - 1 else a
     return x
 
 
@@ -664,7 +669,8 @@ def write_report(ds: xr.Dataset, path: str | Path, *, quick: bool = False) -> st
               "- `fig2_error_vs_defect_rate`: error against each die's shorted fraction, the "
               "scored dies as points and the further dies as binned means.",
               "- `fig3_sensitivity`: test loss (cross-entropy) of each solution over the "
-              "further sampled dies; the marker is the solution's loss on ideal hardware.",
+              "further sampled dies (boxes: quartiles, whiskers: 1.5 IQR); the diamond is "
+              "the solution's loss on ideal hardware.",
               ""]
     text = "\n".join(lines)
     Path(path).write_text(text)
@@ -773,7 +779,8 @@ def draw_figures(ds: xr.Dataset, out: str | Path, formats=("png", "pdf")) -> lis
     for patch, colour in zip(parts["boxes"], colours, strict=True):
         patch.set_facecolor(colour)
         patch.set_alpha(0.4)
-    ax.plot(positions, ideal, "k_", ms=8, label="loss on ideal hardware")
+    ax.plot(positions, ideal, "D", color="k", ms=4, ls="none",
+            label="the solution's loss on ideal hardware")
     ax.set_xticks([(k - 1) / 2, k + 1 + (k - 1) / 2],
                   [f"{METHODS['unaware']} solutions", f"{METHODS['statistics']} solutions"])
     ax.set_ylabel("test cross-entropy over further dies (nats)")
