@@ -296,11 +296,33 @@ class ReadConfig(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class ArrayConfig(_Section):
-    """Crossbar geometry: every layer is placed on its own rows x cols array."""
+    """Crossbar geometry and kind: every layer is placed on its own rows x cols array (or,
+    tiled, on several), passive or integrated."""
 
     _section = "array"
     rows: int = _f(15, "rows (word lines) per array", "", 1, 4096)
     cols: int = _f(15, "columns (bit lines) per array", "", 1, 4096)
+    kind: str = _f("passive", "'passive' (selector-less crossbar: half-selects, sneak paths) "
+                   "or 'integrated' (each MTJ behind its own access device, 1T1MTJ: a write or "
+                   "verify read drives only the selected device through the resistive lines; "
+                   "inference reads turn every access device on; needs write.scheme = 'none')",
+                   choices=("passive", "integrated"))
+    tile_rows: int = _f(0, "layer rows (inputs) placed on one array; a layer with more is split "
+                        "over several arrays whose column currents are summed after sensing "
+                        "(0 = untiled: the layer must fit; else 1 to array.rows)", "", 0, 4096)
+    tile_cols: int = _f(0, "layer columns placed on one array (0 = untiled; else 2 to "
+                        "array.cols; a differential pair never straddles two arrays, so an odd "
+                        "value leaves the last column of each array unused)", "", 0, 4096)
+    device_map: str = _f("", "measured device map (CSV or netCDF, mcmtj.physics.maps) used as "
+                         "the devices of every instance: per used device its defect class and "
+                         "resistances; relative paths are resolved from the study file's folder")
+
+    def _check(self):
+        # tile sizes against rows / cols are checked per sweep point by
+        # mcmtj.run.block.check_inputs, so that overrides may come in any order
+        if self.tile_cols == 1:
+            raise ConfigError("array.tile_cols = 1 is out of range: must be 0 (untiled) or 2 to "
+                              "array.cols (a tile holds whole differential pairs)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,7 +383,8 @@ _SECTIONS = {
     "run": RunConfig,
 }
 _NUMERIC = (float, int)
-_PATH_FIELDS = {"network.nist_path", "network.solutions_path", "write.wer_table"}
+_PATH_FIELDS = {"network.nist_path", "network.solutions_path", "write.wer_table",
+                "array.device_map"}
 
 
 def _all_keys() -> dict[str, dataclasses.Field]:

@@ -6,7 +6,7 @@ slice of the NIST Wine data (8 test samples), one or two instances per configura
 effect alone and all together, both write schemes, both verify schemes, square and non-square
 arrays, writes through the lines with the full nodal solve; the stochastic reset of
 ``write.initial = "ap"`` (the default: most configurations reset, some with failures), the
-exact ``"ap_ideal"`` start, and die-to-die offsets and gradients.
+exact ``"ap_ideal"`` start, die-to-die offsets and gradients, and integrated (1T1MTJ) arrays.
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ CONFIGS = {
                             "device.jc_sigma": 0.05},
     "gradients-only": {**PHYSICS, **GRADIENTS, "write.scheme": "v3", "array.cols": 13,
                        "read.offset_sigma": 0.2},
+    # integrated (1T1MTJ) arrays: writes and verify reads of the selected device alone
+    # through resistive lines and drivers, every defect, inference through the full network
+    "integrated-wires-verify-defects": {**PHYSICS, **WIRES, **VERIFY_HALF, **DEFECTS,
+                                        "array.kind": "integrated", "write.r_driver": 5.0,
+                                        "write.retry_step": 0.05},
+    "integrated-fixed-noise-shorts": {**FIXED, **VERIFY_FLOAT, "array.kind": "integrated",
+                                      "defects.short": 0.1, "read.r_wire": 2.0,
+                                      "read.noise": 0.02},
 }
 
 

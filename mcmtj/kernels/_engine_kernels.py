@@ -57,6 +57,7 @@ from mcmtj.physics._circuit_kernels import (
     _write_work_size,
 )
 from mcmtj.physics.array import (
+    KIND_INTEGRATED,
     WRITE_FIXED,
     WRITE_IDEAL,
     WRITE_PHYSICS,
@@ -64,6 +65,8 @@ from mcmtj.physics.array import (
     _disturb_probability,
     _final_conductance,
     _geometric_skip,
+    _integrated_read_current,
+    _integrated_write_voltage,
     _is_healthy,
     _pulse_switch_probability,
     _sense_half,
@@ -97,7 +100,8 @@ from mcmtj.physics.device import (
 (I_VARIATION, I_MODE, I_INIT_RANDOM, I_DEFECTS, I_HIDDEN_SIGN, I_OUT_TANH, I_EVAL_TRAIN,
  I_SENSITIVITY, I_CIRCUIT, I_SCHEME, I_ORDER, I_VERIFY, I_MAX_RETRIES, I_VERIFY_FLOATING,
  I_FINAL_VERIFY, I_BIAS_TMR, I_MAX_ITER, I_ROWS, I_COLS, I_RESET, I_IR_SOLVER,
- N_IP) = range(22)
+ I_KIND,  # array.kind: KIND_PASSIVE or KIND_INTEGRATED (a runtime switch, not a specialisation)
+ N_IP) = range(23)
 # count columns
 (C_STUCK, C_SHORT, C_OPEN, C_WRITE_ERRORS, C_DISTURBS, C_PULSES, C_RETRIES, C_NONCONVERGED,
  C_RESET_ERRORS, N_COUNTS) = range(10)
@@ -698,6 +702,8 @@ def _verify_reference(l, r, c, gref, gscr, fp, ip, work, verify_ref, phase):
     v = fp[F_VREAD]
     rows = gscr.shape[0]
     g_mid = 0.5 * (fp[F_G_NOM_P] + fp[F_G_NOM_AP])
+    if ip[I_KIND] == KIND_INTEGRATED:  # only the selected device conducts: no neighbours
+        return _integrated_read_current(g_mid, v, r, c, rows, fp[F_R_ROW], fp[F_R_COL])
     if ip[I_VERIFY_FLOATING] == 0:
         return v * (g_mid + 0.5 * (gref[l, rows, c] - gref[l, r, c]))
     if verify_ref.shape[0] > 0:
@@ -713,7 +719,10 @@ def _verify_reference(l, r, c, gref, gscr, fp, ip, work, verify_ref, phase):
 def _verify_read(l, r, c, G_f, ref, fp, ip, noise_st, work):
     """State (P or AP) a verify read of cell (r, c) reports against reference ``ref`` (A)."""
     v = fp[F_VREAD]
-    if ip[I_VERIFY_FLOATING] != 0:
+    if ip[I_KIND] == KIND_INTEGRATED:
+        current = _integrated_read_current(G_f[l, r, c], v, r, c, G_f.shape[1], fp[F_R_ROW],
+                                           fp[F_R_COL])
+    elif ip[I_VERIFY_FLOATING] != 0:
         current = _verify_read_kernel(G_f[l], r, c, v, SCHEME_FLOATING, fp[F_R_ROW], fp[F_R_COL],
                                       work)
     else:
@@ -873,6 +882,7 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
     # The lines matter to a write only when the switching probability depends on the
     # voltage (not in 'ideal' or 'fixed' mode).
     ir_on = ip[I_IR_SOLVER] != IR_OFF and mode != WRITE_IDEAL and mode != WRITE_FIXED
+    integrated = ip[I_KIND] == KIND_INTEGRATED
     loaded = np.full(3, -1, np.int64)  # what Gw holds (see _write_conductances)
     n_nonconv = 0
     n_err = 0
@@ -917,7 +927,12 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                 else:
                     uw = u32_to_uniform_jit(float(stream_u32(st_ver)))
                 v_sel = voltage
-                if ir_on:
+                if ir_on and integrated:
+                    # only this device's access device is on: a series circuit
+                    v_sel = _integrated_write_voltage(
+                        _write_conductance(l, r, c, voltage, cells, g_short, fp[F_VH]),
+                        voltage, r, c, rows, fp[F_R_ROW], fp[F_R_COL], fp[F_R_DRV])
+                elif ir_on:
                     # the pulse through the lines, with the states before it
                     _write_conductances(l, r, c, scheme, voltage, cells, fp, Gw, loaded)
                     _write_sources(scheme, voltage, r, c, row_src, col_src)

@@ -1,4 +1,4 @@
-"""Passive crossbar arrays: placing layers, writing devices, reading currents.
+"""Crossbar arrays (passive or integrated): placing layers, writing devices, reading currents.
 
 A layer with ``n_in`` inputs and ``n_out`` outputs occupies ``n_in`` rows and
 ``2 n_out`` columns (a differential pair per output) in the top-left corner of
@@ -39,6 +39,21 @@ currents through varied neighbours can therefore misread a device.
 
 Ideal read: column currents ``I = G^T V``; with wire resistance see
 :func:`mcmtj.physics.circuit.transfer_matrix`.
+
+Integrated arrays (``array.kind = 'integrated'``, 1T1MTJ): each device sits behind its own
+access device. A write pulse or a verify read turns on the selected device's only, so
+it sees a series circuit through its row and column lines
+(:func:`integrated_write_voltage`, :func:`integrated_read_current`): no half-select
+disturb, no sneak current, no load from other devices (a short costs nothing to its
+neighbours' writes and verifies). An inference read turns every access device on, so it
+is the crossbar's nodal network as for a passive array: a short then costs its own cell
+plus the load it puts on its lines (their IR drop). The verify reference is the same
+single-device read of a device half-way between nominal G_P and G_AP on that cell's
+(designed) lines.
+
+Tiled layers (``array.tile_rows``, ``array.tile_cols``): :func:`tile_layout` cuts a layer
+into tiles, each on its own array; row tiles see disjoint inputs and their sensed partial
+column currents are summed.
 """
 
 from __future__ import annotations
@@ -61,29 +76,132 @@ from mcmtj.physics.device import (
     _tmr_at_bias_jit,
 )
 
-__all__ = ["check_fit", "ideal_read", "WRITE_IDEAL", "WRITE_FIXED", "WRITE_PHYSICS",
-           "WRITE_TABLE"]
+__all__ = ["check_fit", "ideal_read", "tile_layout", "integrated_write_voltage",
+           "integrated_read_current", "WRITE_IDEAL", "WRITE_FIXED", "WRITE_PHYSICS",
+           "WRITE_TABLE", "KIND_PASSIVE", "KIND_INTEGRATED"]
 
 WRITE_IDEAL = 0
 WRITE_FIXED = 1
 WRITE_PHYSICS = 2
 WRITE_TABLE = 3  # 'physics' mode with a measured WER table instead of the device model
+KIND_PASSIVE = 0
+KIND_INTEGRATED = 1  # each device behind its own access device (array.kind = 'integrated')
 
 
-def check_fit(layer_shapes, rows: int, cols: int) -> None:
-    """Raise ``ValueError`` if a layer does not fit on a ``rows x cols`` array.
+def check_fit(layer_shapes, rows: int, cols: int, tile_rows: int = 0, tile_cols: int = 0) -> None:
+    """Raise ``ValueError`` if a layer does not fit on its ``rows x cols`` arrays.
 
     Parameters
     ----------
     layer_shapes : sequence of (n_in, n_out)
     rows, cols : int
+        Size of one array.
+    tile_rows, tile_cols : int
+        Layer rows / columns per array when the layer is tiled (0: untiled, the whole
+        dimension on one array). A tile must fit on its array.
     """
+    if tile_rows > rows or tile_cols > cols:
+        name, tile, size = (("tile_rows", tile_rows, f"rows = {rows}") if tile_rows > rows
+                            else ("tile_cols", tile_cols, f"cols = {cols}"))
+        raise ValueError(f"array.{name} = {tile} is out of range: must be 0 (untiled) or at "
+                         f"most array.{size}")
     for index, (n_in, n_out) in enumerate(layer_shapes):
-        if n_in > rows or 2 * n_out > cols:
+        if (not tile_rows and n_in > rows) or (not tile_cols and 2 * n_out > cols):
             raise ValueError(
                 f"layer {index} needs {n_in} rows x {2 * n_out} columns but array.rows x "
-                f"array.cols is {rows} x {cols}: the layer does not fit (mcmtj never crops)"
+                f"array.cols is {rows} x {cols}: the layer does not fit (mcmtj never crops; "
+                "array.tile_rows / array.tile_cols split a layer over several arrays)"
             )
+
+
+def tile_layout(layer_shapes, tile_rows: int = 0, tile_cols: int = 0) -> np.ndarray:
+    """The physical arrays that hold a network's layers.
+
+    A layer of ``n_in`` inputs and ``n_out`` outputs (``2 n_out`` columns) is cut into
+    row tiles of ``tile_rows`` inputs and column tiles of ``tile_cols // 2`` differential
+    pairs (0: one tile in that dimension); each tile sits in the top-left corner of its own
+    array. Arrays are listed layer by layer, row tiles outer, column tiles inner. The row
+    tiles of a layer see disjoint inputs, so the layer's column currents are the sums of
+    their sensed partial currents (its effective weights are the tiles' stacked).
+
+    Parameters
+    ----------
+    layer_shapes : sequence of (n_in, n_out)
+    tile_rows, tile_cols : int
+        Layer rows and columns per array (0: untiled; ``tile_cols`` >= 2).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_arrays, 5)
+        Per array: layer, first input row, first column of the layer, rows used,
+        columns used (even).
+    """
+    out = []
+    for l, (n_in, n_out) in enumerate(layer_shapes):
+        step_r = tile_rows if tile_rows else n_in
+        step_c = 2 * (tile_cols // 2) if tile_cols else 2 * n_out
+        for r0 in range(0, n_in, step_r):
+            for c0 in range(0, 2 * n_out, step_c):
+                out.append((l, r0, c0, min(step_r, n_in - r0), min(step_c, 2 * n_out - c0)))
+    return np.array(out, np.int64).reshape(-1, 5)
+
+
+def integrated_write_voltage(conductance, amplitude, row, col, rows, r_row=0.0, r_col=0.0,
+                             r_driver=0.0):
+    """Voltage across the selected device of an integrated array during a write pulse.
+
+    Only the selected device's access device is on, so the pulse sees a series circuit:
+    the row driver (``r_driver``), ``col + 1`` row segments (the row is driven at its left
+    end, before cell (row, 0)), the device, ``rows - row`` column segments (the column is
+    driven at its bottom end, after cell (rows - 1, col)) and the column driver
+    (``r_driver``); the access device's on-resistance is part of the device's.
+
+    Parameters
+    ----------
+    conductance : float or ndarray
+        Device conductance at the pulse's bias, S (0: open).
+    amplitude : float
+        Pulse amplitude, V.
+    row, col, rows : int
+        The cell and the array's number of rows.
+    r_row, r_col, r_driver : float
+        Segment and driver resistances, ohm.
+
+    Returns
+    -------
+    float or ndarray
+        Device voltage, V: ``A / (1 + g R_path)``.
+    """
+    r_path = 2.0 * r_driver + r_row * (col + 1) + r_col * (rows - row)
+    return amplitude / (1.0 + np.asarray(conductance) * r_path)
+
+
+def integrated_read_current(conductance, v_read, row, col, rows, r_row=0.0, r_col=0.0):
+    """Sensed current of a single-device read (verify) of an integrated array.
+
+    Only the selected device conducts (no sneak paths): the row's read driver, ``col + 1``
+    row segments, the device and ``rows - row`` column segments to the sense amplifier at
+    virtual ground (no driver resistance in reads, as in the passive array's reads).
+
+    Returns
+    -------
+    float or ndarray
+        Current, A: ``V g / (1 + g R_path)``.
+    """
+    g = np.asarray(conductance)
+    return v_read * g / (1.0 + g * (r_row * (col + 1) + r_col * (rows - row)))
+
+
+@kernel
+def _integrated_write_voltage(g, amplitude, row, col, rows, r_row, r_col, r_driver):
+    """Scalar twin of :func:`integrated_write_voltage`."""
+    return amplitude / (1.0 + g * (2.0 * r_driver + r_row * (col + 1) + r_col * (rows - row)))
+
+
+@kernel
+def _integrated_read_current(g, v_read, row, col, rows, r_row, r_col):
+    """Scalar twin of :func:`integrated_read_current`."""
+    return v_read * g / (1.0 + g * (r_row * (col + 1) + r_col * (rows - row)))
 
 
 def ideal_read(conductance, voltages):

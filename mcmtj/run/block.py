@@ -30,7 +30,15 @@ from mcmtj.networks.solutions import (
 from mcmtj.networks.trainer import BinaryMLP
 from mcmtj.numerics._rng import instance_key
 from mcmtj.physics._circuit_kernels import IR_FAST, IR_FULL, IR_OFF
-from mcmtj.physics.array import WRITE_FIXED, WRITE_IDEAL, WRITE_PHYSICS, WRITE_TABLE, check_fit
+from mcmtj.physics.array import (
+    KIND_INTEGRATED,
+    KIND_PASSIVE,
+    WRITE_FIXED,
+    WRITE_IDEAL,
+    WRITE_PHYSICS,
+    WRITE_TABLE,
+    check_fit,
+)
 from mcmtj.physics.circuit import verify_read_resistance
 from mcmtj.physics.device import load_wer_table, nominal_conductances, wer_table_curves
 from mcmtj.run import schema
@@ -184,6 +192,15 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     ip[K.I_ROWS] = study.array.rows
     ip[K.I_COLS] = study.array.cols
     ip[K.I_IR_SOLVER] = {"off": IR_OFF, "fast": IR_FAST, "full": IR_FULL}[w.ir_solver]
+    ip[K.I_KIND] = {"passive": KIND_PASSIVE, "integrated": KIND_INTEGRATED}[study.array.kind]
+    for name in ("tile_rows", "tile_cols", "device_map"):  # pending (issue 14 items 3-4)
+        if getattr(study.array, name):
+            raise ConfigError(f"array.{name} is not simulated yet in this version: leave it "
+                              "at its default")
+    if study.array.kind == "integrated" and w.scheme != "none":
+        raise ConfigError(f"write.scheme = {w.scheme!r} is not allowed with array.kind = "
+                          "'integrated': must be 'none' (an access device isolates every "
+                          "unselected device, so nothing is half-selected)")
     return fp, ip
 
 
@@ -443,7 +460,7 @@ def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
     S = pk.states.shape[0]
     w = point.write
     if not (w.verify and w.verify_scheme == "floating") or w.order == "random" or (
-            w.initial not in ("ap", "ap_ideal")):
+            w.initial not in ("ap", "ap_ideal")) or point.array.kind == "integrated":
         return np.zeros((S, 0, 0, 0, 0))
     rows, cols = point.array.rows, point.array.cols
     g_p, g_ap = nominal_conductances(point.device)

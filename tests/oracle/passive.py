@@ -412,6 +412,14 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
     st_ver = Stream(key, _rng.LANE_VERIFY, solution, instance)
     ir = wr.ir_solver != "off" and wr.mode not in ("ideal", "fixed")
     g_mid = 0.5 * (g_nom_p + g_nom_ap)
+    integrated = study.array.kind == "integrated"
+
+    def alone(G, r, c):
+        """The conductances an integrated array's single-device operation sees: every access
+        device but (r, c)'s is off."""
+        out = np.zeros_like(G)
+        out[r, c] = G[r, c]
+        return out
 
     def known_nominal(l):
         """The experimenter's knowledge before writing: nominal conductances of the random
@@ -421,6 +429,9 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
                           else g_nom_ap for j in range(cols)] for i in range(rows)])
 
     def reference(known, r, c):
+        if integrated:  # the selected cell alone, half-way between G_P and G_AP
+            return verify_current(alone(np.full_like(known, g_mid), r, c), r, c, rd.v_read,
+                                  "floating", r_row, r_col)
         if wr.verify_scheme == "half":
             return rd.v_read * (g_mid + 0.5 * (known[:, c].sum() - known[r, c]))
         Gk = known.copy()
@@ -428,7 +439,11 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
         return verify_current(Gk, r, c, rd.v_read, "floating", r_row, r_col)
 
     def verify_read(l, r, c, ref):
-        current = verify_current(G_of(l), r, c, rd.v_read, wr.verify_scheme, r_row, r_col)
+        if integrated:  # only the selected access device is on
+            current = verify_current(alone(G_of(l), r, c), r, c, rd.v_read, "floating", r_row,
+                                     r_col)
+        else:
+            current = verify_current(G_of(l), r, c, rd.v_read, wr.verify_scheme, r_row, r_col)
         if rd.noise > 0:
             current *= 1.0 + rd.noise * float(_rng.normal_ppf_np(np.array([st_ver.uniform()]))[0])
         return P if current > ref else AP
@@ -446,7 +461,9 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
             return amplitude / 3 if scheme == "v3" else 0.0
 
         Gw = G_of(l, bias)
-        if scheme == "none":  # each device behind its own access device
+        # 'none' (and every integrated array, which allows only 'none'): each device behind
+        # its own access device
+        if scheme == "none" or integrated:
             keep = Gw[r, c]
             Gw[:] = 0.0
             Gw[r, c] = keep
