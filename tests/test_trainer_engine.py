@@ -22,7 +22,7 @@ from mcmtj.run import schema
 from mcmtj.run.engine import simulate
 
 
-@pytest.mark.parametrize("kind", ["passive"])
+@pytest.mark.parametrize("kind", ["passive", "integrated"])
 def test_hardware_forward_equals_engine_inference(tmp_path, kind):
     data = load_wine()
     model = BinaryMLP(n_solutions=2, epochs=20, random_state=0).fit(data.X_train, data.y_train)
@@ -33,7 +33,7 @@ def test_hardware_forward_equals_engine_inference(tmp_path, kind):
         "network.dataset": "wine", "network.readback": True,
         "write.mode": "ideal", "write.initial": "ap_ideal", "write.scheme": "none",
         "defects.short": 0.05, "defects.r_short": 1000.0, "device.variation": True,
-        "run.instances": 4, "run.seed": 3,
+        "run.instances": 4, "run.seed": 3, "array.kind": kind,
     })
     ds = simulate(study)
     g_unit = np.subtract(*nominal_conductances(study.device))
