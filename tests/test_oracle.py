@@ -6,7 +6,8 @@ slice of the NIST Wine data (8 test samples), one or two instances per configura
 effect alone and all together, both write schemes, both verify schemes, square and non-square
 arrays, writes through the lines with the full nodal solve; the stochastic reset of
 ``write.initial = "ap"`` (the default: most configurations reset, some with failures), the
-exact ``"ap_ideal"`` start, die-to-die offsets and gradients, and integrated (1T1MTJ) arrays.
+exact ``"ap_ideal"`` start, die-to-die offsets and gradients, integrated (1T1MTJ) arrays
+and tiled layers.
 """
 
 from __future__ import annotations
@@ -117,6 +118,15 @@ CONFIGS = {
     "integrated-fixed-noise-shorts": {**FIXED, **VERIFY_FLOAT, "array.kind": "integrated",
                                       "defects.short": 0.1, "read.r_wire": 2.0,
                                       "read.noise": 0.02},
+    # tiled layers: layer 0 (13 x 4) on three arrays of 5, 5 and 3 rows, layer 1 (2 x 6) on
+    # two of 4 and 2 columns; partial currents summed after sensing, read linearly or per
+    # sample (noise, offsets)
+    "tiled-v2-wires-verify": {**PHYSICS, **WIRES, **VERIFY_HALF, "write.scheme": "v2",
+                              "array.tile_rows": 5, "array.tile_cols": 4},
+    "tiled-integrated-noisy-defects": {**FIXED, **DEFECTS, "array.kind": "integrated",
+                                       "array.tile_rows": 5, "array.tile_cols": 4,
+                                       "read.r_wire": 2.0, "read.noise": 0.02,
+                                       "read.offset_sigma": 0.2},
 }
 
 

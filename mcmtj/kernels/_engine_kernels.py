@@ -388,8 +388,12 @@ def _sample_devices(states, layer_in, layer_out, fp, rows, cols, die, w_dev, var
 
 @kernel
 def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
-                       words, zbuf, tails, tbuf, devp, flat, g, correct_dev, stream):
+                       words, zbuf, tails, tbuf, devp, flat, g, correct_dev, stream, dev_map):
     """Sample, reset, write and read one instance; fill ``g`` (conductances), return counts.
+
+    ``states``, ``layer_in``, ``layer_out``: the physical arrays (tiles, or the layers when
+    untiled). ``dev_map`` (n_dev, 3): a measured die's (G_P, TMR0, defect) per used device,
+    replacing the sampled ones, or shape (0, 3).
 
     Returns (n_correct_devices, n_correct_weights, n_devices, n_weights, counts tuple).
     ``correct_dev`` receives 1 where a device ended healthy in its target state.
@@ -428,6 +432,11 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
                         DEFECT_SHORT if u < c3 else DEFECT_OPEN if u < c4 else 0)
     else:
         dflat[:n_dev] = 0
+    if dev_map.shape[0] > 0:  # a measured die: its resistances and defects, not sampled ones
+        for k in range(n_dev):
+            devp[0, k] = dev_map[k, 0]
+            devp[2, k] = dev_map[k, 1]
+            dflat[k] = np.uint8(dev_map[k, 2])
 
     # Initial states (as fabricated, then the reset) and the pulses' switching
     # probabilities. In 'fixed' and 'ideal' mode without reset the pass is branch-free and
@@ -510,6 +519,40 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
                 n_w += 1
     return good_dev, good_w, n_dev, n_w, (n_stuck, n_short, n_open, n_err, 0, n_pulses, 0, 0,
                                           n_reset_err)
+
+
+@kernel
+def sample_die(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip, out):
+    """The used devices of one instance as a device map, before writing: ``out[k]`` =
+    (G_P S, TMR0, defect code) of used device k in array order (``states``, ``layer_in``,
+    ``layer_out`` of the physical arrays), from the same lanes and slots as
+    :func:`_simulate_instance` (and the circuit path) draws them."""
+    n_dev = 0
+    for l in range(layer_in.shape[0]):
+        n_dev += layer_in[l] * 2 * layer_out[l]
+    variation = ip[I_VARIATION] != 0
+    words = np.empty((7, _round4(_WORDS_DEVICE * n_dev)), np.uint32)
+    stream = np.zeros(11, np.uint64)
+    rate_sp, rate_sap, rate_short, rate_open, any_defect = _instance_rates(
+        k0, k1, solution, instance, fp, ip, stream)
+    die = _die_offsets(k0, k1, solution, instance, fp, stream)
+    w_dev, w_sw, w_def, w_wr, w_rs = _fill_device_lanes(
+        k0, k1, solution, instance, n_dev, words, words[5], variation, False, any_defect,
+        False, False)
+    devp = np.empty((3, n_dev))
+    tflat = np.empty(n_dev, np.uint8)
+    zbuf = np.empty(_WORDS_DEVICE * n_dev)
+    tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
+    tbuf = np.empty(_WORDS_DEVICE * n_dev)
+    _sample_devices(states, layer_in, layer_out, fp, ip[I_ROWS], ip[I_COLS], die, w_dev,
+                    variation, zbuf, tails, tbuf, devp, tflat)
+    for k in range(n_dev):
+        out[k, 0] = devp[0, k]
+        out[k, 1] = devp[2, k]
+        out[k, 2] = 0.0
+        if any_defect:
+            out[k, 2] = _classify_defect_jit(u32_to_uniform_jit(float(w_def[k])), rate_sp,
+                                             rate_sap, rate_short, rate_open)
 
 
 @kernel
@@ -735,7 +778,7 @@ def _verify_read(l, r, c, G_f, ref, fp, ip, noise_st, work):
 @kernel
 def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, layer_out, fp, ip,
                                words, zscr, cells, gref, gscr, verify_ref, order, st_dist, st_ver,
-                               work, wscr):
+                               work, wscr, dev_map):
     """Sample, write (order, disturb, verify) and leave the conductances of one instance's
     full physical arrays in ``cells``; return (good_dev, good_w, n_dev, n_w, readback, counts).
 
@@ -824,13 +867,17 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                 defect = 0
                 if any_defect:
                     defect = _classify_defect_jit(ud, rate_sp, rate_sap, rate_short, rate_open)
-                    if used:
-                        if defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP:
-                            n_stuck += 1
-                        elif defect == DEFECT_SHORT:
-                            n_short += 1
-                        elif defect == DEFECT_OPEN:
-                            n_open += 1
+                if used and dev_map.shape[0] > 0:  # a measured die (see _simulate_instance)
+                    g_p = dev_map[k, 0]
+                    tmr = dev_map[k, 1]
+                    defect = np.int64(dev_map[k, 2])
+                if used:
+                    if defect == DEFECT_STUCK_P or defect == DEFECT_STUCK_AP:
+                        n_stuck += 1
+                    elif defect == DEFECT_SHORT:
+                        n_short += 1
+                    elif defect == DEFECT_OPEN:
+                        n_open += 1
                 fab = STATE_AP
                 if ip[I_INIT_RANDOM] != 0:
                     fab = STATE_P if init_word & np.uint32(1) else STATE_AP
@@ -1001,9 +1048,11 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
 
 
 @kernel
-def _circuit_weights(l, n_in, n_out, G_f, fp, T, work, weff):
-    """Effective weights of layer l through the circuit: I = T V with T the transfer matrix
-    (or G^T without wire resistance); weff[f, j] = (T[2j, f] - T[2j+1, f]) / dG_nom."""
+def _circuit_weights(l, r0, j0, n_in, n_out, G_f, fp, T, work, weff):
+    """Effective weights of array l (a tile of its layer, holding inputs r0.. and outputs
+    j0..) through the circuit: I = T V with T the transfer matrix (or G^T without wire
+    resistance); weff[layer, r0 + f, j0 + j] = (T[2j, f] - T[2j+1, f]) / dG_nom. (``weff``
+    is given as its layer's (inputs, outputs) matrix.)"""
     rows = G_f.shape[1]
     cols = G_f.shape[2]
     if fp[F_R_ROW] > 0.0 or fp[F_R_COL] > 0.0:
@@ -1015,7 +1064,7 @@ def _circuit_weights(l, n_in, n_out, G_f, fp, T, work, weff):
     inv = 1.0 / fp[F_DG_NOM]
     for f in range(n_in):
         for j in range(n_out):
-            weff[l, f, j] = (T[2 * j, f] - T[2 * j + 1, f]) * inv
+            weff[r0 + f, j0 + j] = (T[2 * j, f] - T[2 * j + 1, f]) * inv
 
 
 @kernel
@@ -1040,7 +1089,7 @@ def _read_devices(cells, fp, gp_read, st_read_p):
 @kernel
 def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, threshold,
                   out_tanh, cells, gp_read, st_read_p, fp, ip, T_all, st_read, work, vrow, cur,
-                  act, nxt):
+                  act, nxt, tiles):
     """Per-sample inference when the read is not one linear map (bias-dependent TMR) or is
     noisy: every sample's column currents are read through the circuit. ``gp_read`` and
     ``st_read_p`` are the devices' parallel conductance and state as the bias-dependent read
@@ -1060,33 +1109,45 @@ def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, th
         for f in range(l_in[0]):
             act[f] = X[f, s]
         for l in range(n_layers):
-            for r in range(rows):
-                vrow[r] = act[r] * v_read if r < l_in[l] else 0.0
-            if bias_tmr:
-                ok, _ = _nonlinear_read_kernel(gp_read[l], tmr_f[l], st_read_p[l], fp[F_VH], vrow,
-                                               fp[F_R_ROW], fp[F_R_COL], fp[F_TOL],
-                                               ip[I_MAX_ITER], work, cur)
-                nonconv += not ok
-            else:
-                for c in range(cols):
-                    acc = 0.0
-                    for r in range(rows):
-                        acc += T_all[l, c, r] * vrow[r]
-                    cur[c] = acc
-            if fp[F_NOISE] > 0.0:
-                for c in range(2 * l_out[l]):
-                    z = normal_ppf(u32_to_uniform_jit(float(stream_u32(st_read))))
-                    cur[c] *= 1.0 + fp[F_NOISE] * z
+            # each array (tile) of the layer is read on its own; the differential currents
+            # of its row tiles are summed after sensing
+            for a in range(tiles.shape[0]):
+                if tiles[a, 0] != l:
+                    continue
+                r0 = tiles[a, 1]
+                j0 = tiles[a, 2] // 2
+                for r in range(rows):
+                    vrow[r] = act[r0 + r] * v_read if r < tiles[a, 3] else 0.0
+                if bias_tmr:
+                    ok, _ = _nonlinear_read_kernel(gp_read[a], tmr_f[a], st_read_p[a], fp[F_VH],
+                                                   vrow, fp[F_R_ROW], fp[F_R_COL], fp[F_TOL],
+                                                   ip[I_MAX_ITER], work, cur)
+                    nonconv += not ok
+                else:
+                    for c in range(cols):
+                        acc = 0.0
+                        for r in range(rows):
+                            acc += T_all[a, c, r] * vrow[r]
+                        cur[c] = acc
+                if fp[F_NOISE] > 0.0:
+                    for c in range(tiles[a, 4]):
+                        z = normal_ppf(u32_to_uniform_jit(float(stream_u32(st_read))))
+                        cur[c] *= 1.0 + fp[F_NOISE] * z
+                for j in range(tiles[a, 4] // 2):
+                    d = (cur[2 * j] - cur[2 * j + 1]) / (dg * v_read)
+                    if r0 == 0:
+                        nxt[j0 + j] = d
+                    else:
+                        nxt[j0 + j] += d
             last = l == n_layers - 1
             for j in range(l_out[l]):
-                diff_ij = (cur[2 * j] - cur[2 * j + 1]) / (dg * v_read)
-                a = (diff_ij + offs[l, j]) / gnorm + bias[l, j]
+                pre = (nxt[j] + offs[l, j]) / gnorm + bias[l, j]
                 if last:
-                    nxt[j] = tanh(a) if out_tanh else a
+                    nxt[j] = tanh(pre) if out_tanh else pre
                 elif hidden_sign:
-                    nxt[j] = 1.0 if a >= threshold else -1.0
+                    nxt[j] = 1.0 if pre >= threshold else -1.0
                 else:
-                    nxt[j] = tanh(a)
+                    nxt[j] = tanh(pre)
             for j in range(l_out[l]):
                 act[j] = nxt[j]
         best = 0
@@ -1096,6 +1157,29 @@ def _forward_slow(l_in, l_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign, th
         correct += best == y[s]
         agree += best == sw_pred[s]
     return correct, agree, nonconv
+
+
+@kernel
+def _tile_scratch(tiles):
+    """(rows used, pairs used, conductances, correctness) of the physical arrays ``tiles``."""
+    arr_in = tiles[:, 3].copy()
+    arr_out = tiles[:, 4] // 2
+    n_arr = arr_in.shape[0]
+    return (arr_in, arr_out, np.zeros((n_arr, arr_in.max(), 2 * arr_out.max())),
+            np.zeros((n_arr, arr_in.max(), 2 * arr_out.max()), np.bool_))
+
+
+@kernel
+def _untile(tiles, g_arr, ok_arr, g, ok):
+    """Per-array conductances and correctness into their layers' matrices."""
+    for a in range(tiles.shape[0]):
+        l = tiles[a, 0]
+        r0 = tiles[a, 1]
+        c0 = tiles[a, 2]
+        for r in range(tiles[a, 3]):
+            for c in range(tiles[a, 4]):
+                g[l, r0 + r, c0 + c] = g_arr[a, r, c]
+                ok[l, r0 + r, c0 + c] = ok_arr[a, r, c]
 
 
 @kernel
@@ -1215,7 +1299,8 @@ def _linear_inference(s, local, weff, offs, layer_in, layer_out, bias, fp, ip, g
 def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer_in, layer_out,
                          bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train,
                          sw_train, gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree,
-                         write_fid, weight_fid, rmse, sens_fid, readback_fid, counts, dev_g):
+                         write_fid, weight_fid, rmse, sens_fid, readback_fid, counts, dev_g,
+                         tiles, dev_map):
     """One parallel task of :func:`simulate_chunk_core`: a block of consecutive instances of
     one solution on the core path (no circuit). A separate serial function so that numba's
     parfor pass sees a tiny loop body (compiling the whole pipeline inside ``prange`` took
@@ -1234,11 +1319,13 @@ def _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer
     zbuf = np.empty(_WORDS_DEVICE * n_dev)
     tails = np.empty(_WORDS_DEVICE * n_dev, np.int64)
     tbuf = np.empty(_WORDS_DEVICE * n_dev)
+    arr_in, arr_out, g_arr, ok_arr = _tile_scratch(tiles)
     for local in range(first, last):
         instance = start + local
         good_dev, good_w, nd, nw, cnt = _simulate_instance(
-            k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-            words, zbuf, tails, tbuf, devp, flat, g, correct_dev, stream)
+            k0, k1, sol_offset + s, instance, states[s], arr_in, arr_out, fp, ip,
+            words, zbuf, tails, tbuf, devp, flat, g_arr, ok_arr, stream, dev_map)
+        _untile(tiles, g_arr, ok_arr, g, correct_dev)
         # effective weights: differential conductance in units of nominal G_P - G_AP
         for l in range(n_layers):
             for f in range(layer_in[l]):
@@ -1257,7 +1344,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                             layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train,
                             y_train, sw_train, gram, g0, rmse_den, sens, verify_ref, acc,
                             acc_train, agree, write_fid, weight_fid, rmse, sens_fid,
-                            readback_fid, counts, dev_g):
+                            readback_fid, counts, dev_g, tiles, dev_map):
     """One parallel task of :func:`simulate_chunk_circuit`: as :func:`_simulate_block_core`
     with the full physical arrays (write order, disturb, verify, line resistance, read
     non-idealities)."""
@@ -1265,7 +1352,9 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
         job, n, block, layer_in, layer_out)
     rows = ip[I_ROWS]
     cols = ip[I_COLS]
-    n_un = n_layers * rows * cols - n_dev
+    arr_in, arr_out, g_arr, ok_arr = _tile_scratch(tiles)
+    n_arr = arr_in.shape[0]  # physical arrays: the layers, or their tiles
+    n_un = n_arr * rows * cols - n_dev
     n_words = _round4(max(_WORDS_DEVICE * n_dev, _WORDS_UNUSED * n_un))
     n_gain = gnorms.shape[0]
     n_eval = X_eval.shape[1]
@@ -1279,20 +1368,20 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                     _verify_work_size(rows, cols))
     words, g, correct_dev, weff, raw0, act_a, act_b, pred, stream, offs, diff, md = (
         _block_scratch(n_layers, max_in, max_out, width, n_samp, n_words))
-    cells = (np.zeros((n_layers, rows, cols), np.uint8),
-             np.zeros((n_layers, rows, cols), np.uint8),
-             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
-             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
-             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)),
-             np.zeros((n_layers, rows, cols)), np.zeros((n_layers, rows, cols)))
-    gref = np.zeros((n_layers, rows + 1, cols))
+    cells = (np.zeros((n_arr, rows, cols), np.uint8),
+             np.zeros((n_arr, rows, cols), np.uint8),
+             np.zeros((n_arr, rows, cols)), np.zeros((n_arr, rows, cols)),
+             np.zeros((n_arr, rows, cols)), np.zeros((n_arr, rows, cols)),
+             np.zeros((n_arr, rows, cols)), np.zeros((n_arr, rows, cols)),
+             np.zeros((n_arr, rows, cols)), np.zeros((n_arr, rows, cols)))
+    gref = np.zeros((n_arr, rows + 1, cols))
     gscr = np.empty((rows, cols))
-    gp_read = np.zeros((n_layers, rows, cols))
+    gp_read = np.zeros((n_arr, rows, cols))
     wscr = (np.zeros((rows, cols)), np.zeros((rows, cols)), np.zeros((rows, cols)),
             np.zeros(rows), np.zeros(cols), np.empty(_write_work_size(rows, cols)),
             np.zeros(max(rows + cols, (rows - 1) * (cols - 1))),
             np.zeros(max(rows + cols, (rows - 1) * (cols - 1))))
-    st_read_p = np.zeros((n_layers, rows, cols), np.uint8)
+    st_read_p = np.zeros((n_arr, rows, cols), np.uint8)
     order = np.empty(rows * cols, np.int64)
     n_z = max(_WORDS_DEVICE * n_dev, 5 * n_un)
     zscr = (np.empty(_WORDS_DEVICE * n_dev), np.empty(_WORDS_SWITCHING * n_dev),
@@ -1300,7 +1389,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
     st_ver = np.zeros(11, np.uint64)
     st_read = np.zeros(11, np.uint64)
     work = np.empty(work_size)
-    T_all = np.zeros((n_layers, cols, rows))
+    T_all = np.zeros((n_arr, cols, rows))
     vrow = np.empty(rows)
     cur = np.empty(cols)
     act = np.zeros(max(rows, width))
@@ -1308,17 +1397,21 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
     for local in range(first, last):
         instance = start + local
         good_dev, good_w, nd, nw, readback, cnt = _simulate_instance_circuit(
-            k0, k1, sol_offset + s, instance, states[s], layer_in, layer_out, fp, ip,
-            words, zscr, cells, gref, gscr, verify_ref[s], order, stream, st_ver, work, wscr)
+            k0, k1, sol_offset + s, instance, states[s], arr_in, arr_out, fp, ip,
+            words, zscr, cells, gref, gscr, verify_ref[s], order, stream, st_ver, work, wscr,
+            dev_map)
         readback_fid[s, local] = readback / nd
-        for l in range(n_layers):
-            _circuit_weights(l, layer_in[l], layer_out[l], cells[9], fp, T_all[l], work,
-                             weff)
-            for r in range(layer_in[l]):
-                for c in range(2 * layer_out[l]):
-                    correct_dev[l, r, c] = (cells[0][l, r, c] == states[s, l, r, c]
-                                            and _is_healthy(cells[1][l, r, c]))
-                    g[l, r, c] = T_all[l, c, r]
+        for a in range(n_arr):
+            l = tiles[a, 0]
+            r0 = tiles[a, 1]
+            c0 = tiles[a, 2]
+            _circuit_weights(a, r0, c0 // 2, arr_in[a], arr_out[a], cells[9], fp, T_all[a],
+                             work, weff[l])
+            for r in range(arr_in[a]):
+                for c in range(2 * arr_out[a]):
+                    correct_dev[l, r0 + r, c0 + c] = (cells[0][a, r, c] == states[s, a, r, c]
+                                                      and _is_healthy(cells[1][a, r, c]))
+                    g[l, r0 + r, c0 + c] = T_all[a, c, r]
         stream_init(st_read, k0, k1, LANE_READ, sol_offset + s, instance)
         if fp[F_OFFSET] > 0.0:
             for l in range(n_layers):
@@ -1332,7 +1425,8 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                 c_ok, c_ag, nc = _forward_slow(
                     layer_in, layer_out, bias[s], offs, X_eval, y_eval, sw_eval[s, gi],
                     gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh, cells, gp_read,
-                    st_read_p, fp, ip, T_all, st_read, work, vrow, cur, act, nxt)
+                    st_read_p, fp, ip, T_all, st_read, work, vrow, cur, act, nxt,
+                    tiles)
                 acc[s, local, gi] = c_ok / n_eval
                 agree[s, local, gi] = c_ag / n_eval
                 nonconv += nc
@@ -1341,7 +1435,7 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
                         layer_in, layer_out, bias[s], offs, X_train, y_train,
                         sw_train[s, gi], gnorms[gi], hidden_sign, fp[F_THRESHOLD], out_tanh,
                         cells, gp_read, st_read_p, fp, ip, T_all, st_read, work, vrow, cur,
-                        act, nxt)
+                        act, nxt, tiles)
                     acc_train[s, local, gi] = c_ok / n_train
                     nonconv += nc
         else:
@@ -1358,7 +1452,11 @@ def _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, la
 _CHUNK_DOC = """Simulate instances ``start .. start + n - 1`` of every solution given{}.
 
     ``sol_offset`` is the global index of ``states[0]`` (it keys the random streams).
-    Shapes: states (S, L, R, C) uint8; bias (S, L, O); X_* (F, N) row voltages / V_read;
+    Shapes: states (S, A, R, C) uint8, the target states of the A physical arrays (the
+    layers' tiles, :func:`mcmtj.physics.array.tile_layout`; the layers when untiled);
+    tiles (A, 5) int64, per array its layer, first input row, first column, rows and
+    columns used; dev_map (n_dev, 3): a measured die's (G_P S, TMR0, defect code) per used
+    device in array order, or (0, 3); bias (S, L, O); X_* (F, N) row voltages / V_read;
     sw_* (S, G, N) software predictions; gram (F, F) = X_eval X_eval^T; g0 (S, R, C)
     nominal layer-0 conductances; rmse_den (S,); sens (S, n_dev) or (S, 0); verify_ref
     (S, 2, L, rows, cols) floating-verify reference currents or (S, 0, 0, 0, 0). Outputs: acc,
@@ -1372,28 +1470,29 @@ _CHUNK_DOC = """Simulate instances ``start .. start + n - 1`` of every solution 
 def simulate_chunk_core(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out, bias,
                         fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train, sw_train,
                         gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree, write_fid,
-                        weight_fid, rmse, sens_fid, readback_fid, counts, dev_g):
+                        weight_fid, rmse, sens_fid, readback_fid, counts, dev_g, tiles, dev_map):
     n_sol = states.shape[0]
     for job in prange(n_sol * ((n + block - 1) // block)):
         _simulate_block_core(job, k0, k1, sol_offset, start, n, block, states, layer_in,
                              layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train,
                              y_train, sw_train, gram, g0, rmse_den, sens, verify_ref, acc,
                              acc_train, agree, write_fid, weight_fid, rmse, sens_fid,
-                             readback_fid, counts, dev_g)
+                             readback_fid, counts, dev_g, tiles, dev_map)
 
 
 @parallel_kernel
 def simulate_chunk_circuit(k0, k1, sol_offset, start, n, block, states, layer_in, layer_out,
                            bias, fp, ip, gnorms, X_eval, y_eval, sw_eval, X_train, y_train,
                            sw_train, gram, g0, rmse_den, sens, verify_ref, acc, acc_train, agree,
-                           write_fid, weight_fid, rmse, sens_fid, readback_fid, counts, dev_g):
+                           write_fid, weight_fid, rmse, sens_fid, readback_fid, counts, dev_g,
+                           tiles, dev_map):
     n_sol = states.shape[0]
     for job in prange(n_sol * ((n + block - 1) // block)):
         _simulate_block_circuit(job, k0, k1, sol_offset, start, n, block, states, layer_in,
                                 layer_out, bias, fp, ip, gnorms, X_eval, y_eval, sw_eval,
                                 X_train, y_train, sw_train, gram, g0, rmse_den, sens,
                                 verify_ref, acc, acc_train, agree, write_fid, weight_fid, rmse,
-                                sens_fid, readback_fid, counts, dev_g)
+                                sens_fid, readback_fid, counts, dev_g, tiles, dev_map)
 
 
 simulate_chunk_core.__doc__ = _CHUNK_DOC.format(" on the core path (``ip[I_CIRCUIT] == 0``)")

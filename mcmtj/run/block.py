@@ -38,9 +38,17 @@ from mcmtj.physics.array import (
     WRITE_PHYSICS,
     WRITE_TABLE,
     check_fit,
+    tile_layout,
 )
 from mcmtj.physics.circuit import verify_read_resistance
-from mcmtj.physics.device import load_wer_table, nominal_conductances, wer_table_curves
+from mcmtj.physics.device import (
+    DEFECT_OPEN,
+    DEFECT_SHORT,
+    load_wer_table,
+    nominal_conductances,
+    wer_table_curves,
+)
+from mcmtj.physics.maps import DeviceMap, load_device_map
 from mcmtj.run import schema
 
 __all__ = ["prepare", "Prepared", "make_plan", "run_block", "Plan", "count_names",
@@ -105,7 +113,8 @@ def prepare(study: Study, solutions: SolutionSet | None = None,
             f"data has {data.X_train.shape[1]} features but the network's first layer has "
             f"{n_features} inputs"
         )
-    check_fit(solutions.layer_shapes, study.array.rows, study.array.cols)
+    check_fit(solutions.layer_shapes, study.array.rows, study.array.cols,
+              study.array.tile_rows, study.array.tile_cols)
     return Prepared(solutions, data)
 
 
@@ -193,10 +202,12 @@ def _param_vectors(study: Study) -> tuple[np.ndarray, np.ndarray]:
     ip[K.I_COLS] = study.array.cols
     ip[K.I_IR_SOLVER] = {"off": IR_OFF, "fast": IR_FAST, "full": IR_FULL}[w.ir_solver]
     ip[K.I_KIND] = {"passive": KIND_PASSIVE, "integrated": KIND_INTEGRATED}[study.array.kind]
-    for name in ("tile_rows", "tile_cols", "device_map"):  # pending (issue 14 items 3-4)
-        if getattr(study.array, name):
-            raise ConfigError(f"array.{name} is not simulated yet in this version: leave it "
-                              "at its default")
+    ar = study.array
+    for name, tile, size, size_name in (("tile_rows", ar.tile_rows, ar.rows, "rows"),
+                                        ("tile_cols", ar.tile_cols, ar.cols, "cols")):
+        if tile > size:
+            raise ConfigError(f"array.{name} = {tile} is out of range: must be 0 (untiled) or "
+                              f"at most array.{size_name} = {size}")
     if study.array.kind == "integrated" and w.scheme != "none":
         raise ConfigError(f"write.scheme = {w.scheme!r} is not allowed with array.kind = "
                           "'integrated': must be 'none' (an access device isolates every "
@@ -298,7 +309,10 @@ class PointPlan:
     g0: np.ndarray  # (S, n_in0, 2 n_out0) nominal layer-0 conductances (layer 0's columns)
     rmse_den: np.ndarray  # (S,)
     sensitivity: np.ndarray  # (S, n_devices) device weights, or (S, 0) when not asked for
-    verify_ref: np.ndarray  # (S, 2, L, rows, cols) floating-verify references, or (S, 0, 0, 0, 0)
+    verify_ref: np.ndarray  # (S, 2, A, rows, cols) floating-verify references, or (S, 0, 0, 0, 0)
+    tiles: np.ndarray  # (A, 5) the physical arrays (mcmtj.physics.array.tile_layout)
+    arr_states: np.ndarray  # (S, A, tile rows, tile cols) uint8 target states per array
+    dev_map: np.ndarray  # (n_dev, 3) a measured die's (G_P, TMR0, defect) in array order
 
 
 @dataclass(frozen=True)
@@ -352,6 +366,8 @@ def check_inputs(study: Study) -> None:
     before any data loading, training or kernel compilation."""
     for _, point in study.points():
         _param_vectors(point)
+    if study.array.device_map:  # the file's format; its shape is checked against the network
+        load_device_map(study.resolve_path(study.array.device_map))
 
 
 def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
@@ -359,8 +375,14 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
     # parameter vectors first: a bad WER table fails before any data loading or training
     point_params = [_param_vectors(point) for _, point in study.points()]
     prep = prepared or prepare(study)
-    check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols)
+    check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols,
+              study.array.tile_rows, study.array.tile_cols)
     pk = _pack(prep, study)
+    die = None
+    if study.array.device_map:
+        path = study.resolve_path(study.array.device_map)
+        die = load_device_map(path)
+        die.check_shapes(prep.solutions.layer_shapes, path)
     gnorm_list = study.network.gnorm if isinstance(study.network.gnorm, list) else None
     gnorms = np.atleast_1d(np.asarray(study.network.gnorm, dtype=np.float64))
     S = pk.states.shape[0]
@@ -388,13 +410,18 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
         # layer 0's own columns only: a wider later layer pads states with zeros, which
         # would count phantom AP columns in the RMSE denominator (found by tests/oracle)
         g0 = np.ascontiguousarray(np.where(pk.states[:, 0], g_p, g_ap)[:, :n0, :c0])
+        tiles = tile_layout(prep.solutions.layer_shapes, point.array.tile_rows,
+                            point.array.tile_cols)
+        arr_states = _tile_states(pk, tiles)
         points.append(PointPlan(
             index=p, key=instance_key(study.run.seed, p), fp=fp, ip=ip,
             sw_eval=sw_eval, sw_train=sw_train,
             software_accuracy=(sw_eval == pk.y_eval).mean(axis=-1),
             software_accuracy_train=(sw_train == pk.y_train).mean(axis=-1),
             g0=g0, rmse_den=np.einsum("src,rq,sqc->s", g0, pk.gram, g0),
-            sensitivity=sensitivity, verify_ref=_verify_reference(point, pk),
+            sensitivity=sensitivity, verify_ref=_verify_reference(point, tiles, arr_states),
+            tiles=tiles, arr_states=arr_states,
+            dev_map=(np.zeros((0, 3)) if die is None else _map_vector(die, tiles)),
         ))
     return Plan(study, prep, pk, tuple(points), gnorms, gnorm_list)
 
@@ -425,11 +452,11 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
     dev_g = np.empty((S, n, plan.n_devices) if plan.study.network.readback else (S, 0, 0))
     k0, k1 = (np.uint64(k) for k in pp.key)
     K.simulate_chunk(
-        k0, k1, sol_start, start, n, _BLOCK, pk.states[sl], pk.layer_in, pk.layer_out,
+        k0, k1, sol_start, start, n, _BLOCK, pp.arr_states[sl], pk.layer_in, pk.layer_out,
         pk.bias[sl], pp.fp, pp.ip, plan.gnorms, pk.X_eval, pk.y_eval, pp.sw_eval[sl],
         pk.X_train, pk.y_train, pp.sw_train[sl], pk.gram, pp.g0[sl], pp.rmse_den[sl],
         pp.sensitivity[sl], pp.verify_ref[sl], acc, acc_train, agree, wfid, weight_fid, rmse,
-        sens_fid, readback, counts, dev_g)
+        sens_fid, readback, counts, dev_g, pp.tiles, pp.dev_map)
     out = {schema.ACCURACY: acc, schema.AGREEMENT: agree}
     if plan.study.network.eval_train:
         out[schema.ACCURACY_TRAIN] = acc_train
@@ -446,18 +473,20 @@ def run_block(plan: Plan, point: int, sol_start: int, sol_stop: int, start: int,
     return out
 
 
-def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
-    """Reference currents of floating-line verify reads, per solution, layer and cell: a
+def _verify_reference(point: Study, tiles: np.ndarray, arr_states: np.ndarray) -> np.ndarray:
+    """Reference currents of floating-line verify reads, per solution, array and cell: a
     device half-way between G_P and G_AP among nominal neighbours in the states the
     experimenter knows at that moment. ``[:, 0]``: while writing in the study's order (cells
     written so far in their targets, the rest in the reset state AP); ``[:, 1]``: the final
-    read-back (every cell in its target). Shape (S, 2, L, rows, cols).
+    read-back (every cell in its target). Shape (S, 2, A, rows, cols), A the physical arrays
+    (``tiles``, with target states ``arr_states``).
 
     Empty, shape (S, 0, 0, 0, 0), when not needed or when what is known depends on the
     instance (random order, random initial states): the kernel then computes each
-    reference itself from the same rule.
+    reference itself from the same rule (as it does for an integrated array, whose verify
+    read sees no neighbours).
     """
-    S = pk.states.shape[0]
+    S = arr_states.shape[0]
     w = point.write
     if not (w.verify and w.verify_scheme == "floating") or w.order == "random" or (
             w.initial not in ("ap", "ap_ideal")) or point.array.kind == "integrated":
@@ -467,13 +496,13 @@ def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
     v = point.read.v_read
     r_row = point.read.r_row + point.read.r_wire
     r_col = point.read.r_col + point.read.r_wire
-    L = pk.layer_in.size
-    ref = np.zeros((S, 2, L, rows, cols))
+    A = tiles.shape[0]
+    ref = np.zeros((S, 2, A, rows, cols))
     for s in range(S):
-        for l in range(L):
-            n_in, n_c = pk.layer_in[l], 2 * pk.layer_out[l]
+        for a in range(A):
+            n_in, n_c = tiles[a, 3], tiles[a, 4]
             target = np.full((rows, cols), g_ap)
-            target[:n_in, :n_c] = np.where(pk.states[s, l, :n_in, :n_c] == 1, g_p, g_ap)
+            target[:n_in, :n_c] = np.where(arr_states[s, a, :n_in, :n_c] == 1, g_p, g_ap)
             cells = [(r, c) for r in range(n_in) for c in range(n_c)]
             if w.order == "column":
                 cells.sort(key=lambda rc: (rc[1], rc[0]))
@@ -484,10 +513,37 @@ def _verify_reference(point: Study, pk: _Packed) -> np.ndarray:
                         known[r, c] = target[r, c]  # the cell being written: its target
                     g_cell = G[r, c]
                     G[r, c] = 0.5 * (g_p + g_ap)
-                    ref[s, phase, l, r, c] = v / verify_read_resistance(
+                    ref[s, phase, a, r, c] = v / verify_read_resistance(
                         G, r, c, v, "floating", r_row, r_col)
                     G[r, c] = g_cell
     return ref
+
+
+def _tile_states(pk: _Packed, tiles: np.ndarray) -> np.ndarray:
+    """Target states per physical array, shape (S, A, max rows used, max columns used)."""
+    S = pk.states.shape[0]
+    out = np.zeros((S, tiles.shape[0], tiles[:, 3].max(), tiles[:, 4].max()), np.uint8)
+    for a, (l, r0, c0, n_r, n_c) in enumerate(tiles):
+        out[:, a, :n_r, :n_c] = pk.states[:, l, r0:r0 + n_r, c0:c0 + n_c]
+    return out
+
+
+def _map_vector(die: DeviceMap, tiles: np.ndarray) -> np.ndarray:
+    """A device map as the kernel reads it: (G_P S, TMR0, defect code) per used device in
+    the physical arrays' order."""
+    rows = []
+    for l, r0, c0, n_r, n_c in tiles:
+        r_p = die.r_p[l][r0:r0 + n_r, c0:c0 + n_c]
+        r_ap = die.r_ap[l][r0:r0 + n_r, c0:c0 + n_c]
+        defect = die.defect[l][r0:r0 + n_r, c0:c0 + n_c]
+        # shorts and opens: the conductance comes from defects.r_short or is 0, so any
+        # finite placeholder will do for their unused resistances
+        healthy = (defect != DEFECT_SHORT) & (defect != DEFECT_OPEN)
+        g_p = np.where(healthy, 1.0 / np.where(healthy, r_p, 1.0), 0.0)
+        tmr = np.where(healthy, np.where(healthy, r_ap, 1.0) / np.where(healthy, r_p, 1.0)
+                       - 1.0, 0.0)
+        rows.append(np.stack([g_p.ravel(), tmr.ravel(), defect.ravel().astype(float)], axis=1))
+    return np.ascontiguousarray(np.concatenate(rows))
 
 
 def _kernels(study: Study, executor) -> list:

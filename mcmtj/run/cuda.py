@@ -18,8 +18,10 @@ simulator also works with the deprecated ``numba.cuda`` built into numba itself.
 The stochastic reset (``write.initial = 'ap'``), die-to-die variation (offsets and
 gradients) and measured WER tables (``write.switching = 'table'``, packed in the parameter
 vector) run on the GPU as on the CPU. Circuit effects of the passive-array options are not
-on the GPU yet: a study that asks for any of them is refused with ``NotImplementedError``
-(see :func:`unsupported_features`) rather than simulated without them.
+on the GPU yet, nor are tiled layers and device maps: a study that asks for any of them is
+refused with ``NotImplementedError`` (see :func:`unsupported_features`) rather than simulated
+without them. An integrated array (``array.kind``) without circuit effects is the core path,
+which the GPU runs.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ def unsupported_features(study) -> list[str]:
             ("read.bias_tmr", getattr(r, "bias_tmr", False), bool),
             ("read.noise", getattr(r, "noise", 0.0), lambda v: v > 0),
             ("read.offset_sigma", getattr(r, "offset_sigma", 0.0), lambda v: v > 0),
+            # tiles change which devices draw which numbers; maps replace the sampled devices
+            ("array.tile_rows", pt.array.tile_rows, lambda v: v > 0),
+            ("array.tile_cols", pt.array.tile_cols, lambda v: v > 0),
+            ("array.device_map", pt.array.device_map, bool),
         ]
         hits = [f"{name} = {value!r}" for name, value, bad in checks if bad(value)]
         if not hits and circuit_on(pt):

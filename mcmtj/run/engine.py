@@ -180,7 +180,8 @@ def simulate(
     if target is None or target.suffix == ".nc":
         _check_memory_early(study, target)
     prepared = prepared or prepare(study)
-    check_fit(prepared.solutions.layer_shapes, study.array.rows, study.array.cols)
+    check_fit(prepared.solutions.layer_shapes, study.array.rows, study.array.cols,
+              study.array.tile_rows, study.array.tile_cols)
     compile_notice(_kernels(study, executor), progress)
     plan = make_plan(study, prepared)
     n_inst = plan.n_instances

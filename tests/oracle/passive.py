@@ -46,6 +46,16 @@ z_TMR and a J_c0 factor max(1 + sigma_die_Jc z_Jc, 1e-6), and a gradient directi
 delta_d and its nominal RA is RA0 (1 + g_RA u_rc) exp(sigma_die_RA z_RA); device-to-device
 variation then acts on these nominal values.
 
+Integrated arrays (``array.kind = "integrated"``, README "Writing a study"): every device
+sits behind its own access device, so a write pulse or a verify read solves the same netlist
+with every device but the selected one removed (the reference: a device half-way between
+nominal G_P and G_AP alone on that cell); inference reads keep every device.
+
+Tiled layers (``array.tile_rows``, ``array.tile_cols``): a layer is cut into tiles of
+tile_rows inputs and tile_cols // 2 output pairs, row tiles outer; each tile is its own
+rows x cols array, sampled and written as a layer is; a layer's column currents are the sums
+of its row tiles' sensed currents (read noise per array column, offsets per output).
+
 Only fixed defect rates (``defects.dispersion = 0``) are covered.
 """
 
@@ -270,9 +280,20 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
     assert dfc.dispersion == 0, "the oracle covers fixed defect rates only"
     key = _rng.instance_key(seed, point)
     rows, cols = study.array.rows, study.array.cols
-    targets = [np.asarray(s[solution]) for s in solutions.states]
-    L = len(targets)
-    shapes = [t.shape for t in targets]  # (n_in, 2 n_out)
+    layer_targets = [np.asarray(s[solution]) for s in solutions.states]
+    n_layers = len(layer_targets)
+    # the physical arrays: each layer cut into tiles of tile_rows inputs and tile_cols // 2
+    # output pairs (0: the whole dimension), row tiles outer; untiled: one per layer
+    placed = []  # (layer, first input, first column, inputs, columns)
+    for l, t in enumerate(layer_targets):
+        n_in, n_c = t.shape
+        step_r = study.array.tile_rows or n_in
+        step_c = 2 * (study.array.tile_cols // 2) or n_c
+        placed += [(l, r0, c0, min(step_r, n_in - r0), min(step_c, n_c - c0))
+                   for r0 in range(0, n_in, step_r) for c0 in range(0, n_c, step_c)]
+    targets = [layer_targets[l][r0:r0 + nr, c0:c0 + nc] for l, r0, c0, nr, nc in placed]
+    L = len(targets)  # arrays, written and read one by one
+    shapes = [t.shape for t in targets]  # (inputs, columns) used on each array
     n_dev = sum(a * b for a, b in shapes)
     n_un = L * rows * cols - n_dev
     physics = wr.mode == "physics"
@@ -606,13 +627,17 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
     # --- 4. read and inference
     Gs = [G_of(l) for l in range(L)]
     Ts = [transfer(G, r_row, r_col) if (r_row > 0 or r_col > 0) else G.T.copy() for G in Gs]
-    weff = [(T[0:shapes[l][1]:2, :] - T[1:shapes[l][1]:2, :]).T / dg_nom
-            for l, T in enumerate(Ts)]  # (rows, n_out)
+    # each layer's effective conductances (inputs x columns): its tiles' sensed partial
+    # currents per input volt, placed where the tiles sit; the row tiles' currents add up
+    geff = [np.zeros(t.shape) for t in layer_targets]
+    for (l, r0, c0, nr, nc), T in zip(placed, Ts, strict=True):
+        geff[l][r0:r0 + nr, c0:c0 + nc] = T.T[:nr, :nc]
+    weff = [(g[:, 0::2] - g[:, 1::2]) / dg_nom for g in geff]  # (n_in, n_out)
     st_read = Stream(key, _rng.LANE_READ, solution, instance)
-    offs = [np.zeros(shapes[l][1] // 2) for l in range(L)]
+    offs = [np.zeros(t.shape[1] // 2) for t in layer_targets]
     if rd.offset_sigma > 0:
-        for l in range(L):
-            for j in range(shapes[l][1] // 2):
+        for l in range(n_layers):
+            for j in range(layer_targets[l].shape[1] // 2):
                 offs[l][j] = rd.offset_sigma * float(
                     _rng.normal_ppf_np(np.array([st_read.uniform()]))[0])
     biases = [np.asarray(b[solution]) for b in solutions.biases]
@@ -651,37 +676,42 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
         n_s = X.shape[0]
         if not slow:
             act = X
-            for l in range(L):
-                a = (act @ weff[l][: act.shape[1]] + offs[l]) / gnorm + biases[l]
-                act = activate(a, l == L - 1)
+            for l in range(n_layers):
+                a = (act @ weff[l] + offs[l]) / gnorm + biases[l]
+                act = activate(a, l == n_layers - 1)
             return np.argmax(act, axis=1), 0
         preds = np.empty(n_s, int)
         nonconv = 0
         for s in range(n_s):
             act = X[s]
-            for l in range(L):
-                v_rows = np.zeros(rows)
-                v_rows[: act.size] = act * rd.v_read
-                if rd.bias_tmr:
-                    cur, ok = bias_tmr_currents(l, v_rows)
-                    nonconv += not ok
-                else:
-                    cur = Ts[l] @ v_rows
-                if rd.noise > 0:
-                    for c in range(shapes[l][1]):
-                        cur[c] *= 1.0 + rd.noise * float(
-                            _rng.normal_ppf_np(np.array([st_read.uniform()]))[0])
-                n_out = shapes[l][1] // 2
-                diff = (cur[0:2 * n_out:2] - cur[1:2 * n_out:2]) / (dg_nom * rd.v_read)
-                act = activate((diff + offs[l]) / gnorm + biases[l], l == L - 1)
+            for l in range(n_layers):
+                diff = np.zeros(layer_targets[l].shape[1] // 2)
+                for a_i, (la, r0, c0, nr, nc) in enumerate(placed):
+                    if la != l:
+                        continue
+                    v_rows = np.zeros(rows)
+                    v_rows[:nr] = act[r0:r0 + nr] * rd.v_read
+                    if rd.bias_tmr:
+                        cur, ok = bias_tmr_currents(a_i, v_rows)
+                        nonconv += not ok
+                    else:
+                        cur = Ts[a_i] @ v_rows
+                    if rd.noise > 0:
+                        for c in range(nc):
+                            cur[c] *= 1.0 + rd.noise * float(
+                                _rng.normal_ppf_np(np.array([st_read.uniform()]))[0])
+                    # sensed per array, summed over the layer's row tiles
+                    diff[c0 // 2:(c0 + nc) // 2] += (cur[0:nc:2] - cur[1:nc:2]) / (
+                        dg_nom * rd.v_read)
+                act = activate((diff + offs[l]) / gnorm + biases[l], l == n_layers - 1)
             preds[s] = int(np.argmax(act))
         return preds, nonconv
 
     def software(X, gnorm):
         act = X
-        for l in range(L):
+        for l in range(n_layers):
             w = solutions.weights[l][solution]
-            act = activate((act @ w) / gnorm + biases[l], l == L - 1)
+            act = activate((act @ w) / gnorm + biases[l], l == n_layers - 1)
         return np.argmax(act, axis=1)
 
     X_eval, y_eval = data.X_test, data.y_test
@@ -700,9 +730,8 @@ def simulate_instance(study, solutions, data, solution, instance, seed=0, point=
             acc_train.append(np.mean(pred == data.y_train))
 
     # current error of layer 0 vs the nominal targets, over the evaluation samples
-    g0 = np.where(targets[0] == P, g_nom_p, g_nom_ap)
-    n0, c0 = shapes[0]
-    I = X_eval @ Ts[0].T[:n0, :c0]
+    g0 = np.where(layer_targets[0] == P, g_nom_p, g_nom_ap)
+    I = X_eval @ geff[0]
     I0 = X_eval @ g0
     rmse = math.sqrt(np.sum((I - I0) ** 2) / np.sum(I0**2))
     return dict(accuracy=np.array(acc), agreement=np.array(agree),
