@@ -72,9 +72,12 @@ def test_no_variation_gives_nominal_devices(study):
     np.testing.assert_allclose(maps[0][..., 1][healthy], 1 / tmr, rtol=1e-12)
 
 
-def test_tiles_of_the_digits_network():
-    # 64 x 64 devices on 25 x 25 arrays: 3 x 3 tiles; 32 x 20: 2 x 1 (pairs never split)
+def test_tiles_of_the_digits_network(study):
+    # 64 x 64 devices on 25 x 25 tiles (24 usable columns: pairs are never split): 3 x 3;
+    # 32 x 20: 2 x 1; untiled: one array per layer
+    assert (study.array.tile_rows, study.array.tile_cols) == (25, 25)
     assert b24._tiles([(64, 64), (32, 20)], 25, 25) == [(3, 3), (2, 1)]
+    assert b24._tiles([(64, 64), (32, 20)], 0, 0) == [(1, 1), (1, 1)]
 
 
 @pytest.mark.slow

@@ -289,10 +289,16 @@ def _device_shapes(n_features: int, hidden: int, n_classes: int) -> list[tuple[i
     return [(n_in, 2 * n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
 
 
-def _tiles(device_shapes, rows: int, cols: int) -> list[tuple[int, int]]:
-    """Arrays per layer: (row tiles, column tiles) for ``rows x cols`` arrays (pairs whole)."""
-    pair_cols = cols - cols % 2
-    return [(-(-n_in // rows), -(-n_cols // pair_cols)) for n_in, n_cols in device_shapes]
+def _tiles(device_shapes, tile_rows: int, tile_cols: int) -> list[tuple[int, int]]:
+    """Arrays per layer, (row tiles, column tiles), as the engine tiles a layer.
+
+    ``tile_rows`` inputs and ``tile_cols`` columns per array (``array.tile_rows``,
+    ``array.tile_cols``; 0 = untiled); an odd ``tile_cols`` leaves a column unused, since a
+    differential pair never straddles two arrays.
+    """
+    pair_cols = tile_cols - tile_cols % 2
+    return [(-(-n_in // tile_rows) if tile_rows else 1,
+             -(-n_cols // pair_cols) if pair_cols else 1) for n_in, n_cols in device_shapes]
 
 
 def _scores(weights, biases, X) -> np.ndarray:
@@ -453,7 +459,7 @@ def ensure_results(study: Study, results: str | Path, sizes: Mapping[str, int], 
     out["further_short_fraction"] = (("further_die",), f_short)
     out["train_error_unaware"] = (("solution",), 1.0 - unaware.train_accuracy_)
 
-    tiles = _tiles(shapes, study.array.rows, study.array.cols)
+    tiles = _tiles(shapes, study.array.tile_rows, study.array.tile_cols)
     ds = xr.Dataset(out, attrs={
         "stamp": stamp,
         "study": json.dumps(study.to_dict(), default=str),
@@ -465,7 +471,7 @@ def ensure_results(study: Study, results: str | Path, sizes: Mapping[str, int], 
         "short_weight": 1.0 / model.r_short / model.unit,
         "layers": json.dumps([list(s) for s in shapes]),
         "tiles": json.dumps([list(t) for t in tiles]),
-        "array": f"{study.array.rows} x {study.array.cols}",
+        "array": f"{study.array.rows} x {study.array.cols} {study.array.kind}",
         "n_train": len(y_train),
         "n_test": len(y_test),
         "boot_seed": int(seeds[4].generate_state(1)[0]),
