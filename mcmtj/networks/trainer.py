@@ -5,6 +5,17 @@ carries a leading solution axis and one batched NumPy step updates them all.
 Weights are quantised in the forward pass and trained through latent real
 weights with a straight-through estimator; biases stay real (they are added in
 software, not on the array).
+
+Three training modes (issue 14; Borders et al., Phys. Rev. Applied 21, 054028 (2024)):
+
+- ``"unaware"``: the ideal network, every weight exactly -1, 0 or +1;
+- ``"hardware"``: every forward pass uses one fixed *device map* (a measured or
+  sampled die): the conductance each device has when written P and when written AP;
+- ``"statistics"``: every training step uses a fresh map drawn by a *map sampler*
+  (a callable supplied by a higher layer that knows the device and defect model).
+
+This module is below the physics layer: maps are plain arrays, in units of the
+nominal ``G_P - G_AP`` (the engine's weight unit at ``gnorm = 1``).
 """
 
 from __future__ import annotations
@@ -16,9 +27,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from mcmtj.networks.solutions import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, SolutionSet, forward
 
-__all__ = ["BinaryMLP"]
+__all__ = ["TRAINING_MODES", "BinaryMLP", "check_device_map", "map_weights"]
 
 _WEIGHT_KINDS = ("binary", "ternary")
+#: Training modes of :class:`BinaryMLP` (the ``training`` parameter).
+TRAINING_MODES = ("unaware", "hardware", "statistics")
 
 # Adam's usual constants (Kingma & Ba 2015).
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
@@ -49,6 +62,14 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
       training set; each solution keeps its best epoch (highest training
       accuracy, lower loss on ties).
 
+    In hardware and statistics modes the forward pass uses the effective weight
+    of each device pair on the map (:func:`map_weights`), ``G+ - G-`` of the two
+    devices in the states the weight writes: +1 -> (P, AP), -1 -> (AP, P),
+    0 -> (AP, AP). The straight-through gradient reaching the latent is
+    ``dL/dW_eff * (W_eff(+1) - W_eff(-1)) / 2``: the chain rule through the line
+    joining the pair's two binary values, which is 1 on a nominal pair and smaller
+    where a device is stuck or shorted (0 when neither device can change).
+
     Parameters
     ----------
     hidden : int or tuple of int, default 6
@@ -70,8 +91,33 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
     random_state : int, numpy.random.Generator or None, default None
         Seed. Solution ``k`` starts from child ``k`` of
         ``np.random.default_rng(random_state).spawn``, so with full-batch
-        training solution ``k`` does not depend on how many are trained.
-        Passing a Generator advances it, so refits differ.
+        training solution ``k`` does not depend on how many are trained
+        (unaware and hardware modes). Statistics mode draws its maps from one
+        further child, so a seed fixes every map too. Passing a Generator
+        advances it, so refits differ.
+    training : {"unaware", "hardware", "statistics"}, default "unaware"
+        ``"unaware"``: forward passes use the ideal weights. ``"hardware"``: every
+        forward pass (training and the epoch evaluation) maps the weights onto
+        `device_map`. ``"statistics"``: each training step (one mini-batch, or the
+        full batch) maps them onto a fresh map from `map_sampler`; the epoch
+        evaluation uses `n_eval_maps` maps drawn once at the start.
+    device_map : sequence of ndarray, one per layer, default None
+        Hardware mode: shape ``(n_in, 2*n_out, 2)`` (one die for every solution)
+        or ``(n_solutions, n_in, 2*n_out, 2)`` (a die per solution). Entry
+        ``[..., f, c, 0]`` is the conductance of device ``(f, c)`` when written P,
+        ``[..., 1]`` when written AP, both in units of the nominal ``G_P - G_AP``
+        (so a nominal device has ``G_P / (G_P - G_AP)`` and
+        ``G_AP / (G_P - G_AP)``; a stuck or shorted device has the same value in
+        both; an open one 0). Column ``2j`` is the plus device of output ``j``,
+        ``2j+1`` the minus device, as in :class:`~mcmtj.networks.solutions.SolutionSet`.
+    map_sampler : callable, default None
+        Statistics mode: ``map_sampler(rng, n_maps)`` returns maps as in
+        `device_map`, one per solution: a sequence per layer of arrays of shape
+        ``(n_maps, n_in, 2*n_out, 2)``. ``rng`` is a
+        :class:`numpy.random.Generator`; the sampler must draw only from it.
+    n_eval_maps : int, default 4
+        Statistics mode: maps per solution on which each epoch's network is
+        evaluated (training data) to keep the best epoch.
 
     Attributes
     ----------
@@ -110,6 +156,10 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
         hidden_activation="tanh",
         output_activation="identity",
         random_state=None,
+        training="unaware",
+        device_map=None,
+        map_sampler=None,
+        n_eval_maps=4,
     ):
         self.hidden = hidden
         self.weights = weights
@@ -121,6 +171,10 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
         self.hidden_activation = hidden_activation
         self.output_activation = output_activation
         self.random_state = random_state
+        self.training = training
+        self.device_map = device_map
+        self.map_sampler = map_sampler
+        self.n_eval_maps = n_eval_maps
 
     # --- fitting ---------------------------------------------------------------------------------
 
@@ -162,6 +216,19 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
         moment2 = [np.zeros_like(p) for p in params]
         step = 0
 
+        mode = self.training
+        device_shapes = [(n_in, 2 * n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:],
+                                                                     strict=True)]
+        fixed_map = eval_maps = map_rng = None
+        if mode == "hardware":
+            fixed_map = check_device_map(self.device_map, device_shapes, K, "device_map")
+        elif mode == "statistics":
+            # One further child of the seed feeds the sampler; drawing it leaves the
+            # latents' children and the mini-batch orders as they are.
+            map_rng = rng.spawn(1)[0]
+            eval_maps = [self._sample_map(map_rng, K, device_shapes)
+                         for _ in range(self.n_eval_maps)]
+
         best_accuracy = np.full(K, -1.0)
         best_loss = np.full(K, np.inf)
         best_epoch = np.zeros(K, dtype=np.int64)
@@ -170,15 +237,31 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
         loss_curve = np.empty((self.epochs + 1, K))
         batch = n_samples if self.batch_size is None else min(self.batch_size, n_samples)
         full_batch = batch == n_samples
+        # The evaluation pass can feed the gradient step when both see the same
+        # network: full batch, and not a fresh map per step.
+        reuse = full_batch and mode != "statistics"
         for epoch in range(self.epochs + 1):
             quantised = [self._quantise(u) for u in latents]
-            # Evaluate the quantised network on the whole training set; in full-batch
-            # mode the same pass also feeds the gradient step below.
-            cache = self._forward(quantised, biases, X)
-            scores = cache[-1][1]
-            log_prob = _log_softmax(scores)
-            loss = -np.mean(log_prob[:, np.arange(n_samples), y_index], axis=1)
-            accuracy = np.mean(np.argmax(scores, axis=-1) == y_index, axis=1)
+            if mode == "statistics":
+                loss = np.zeros(K)
+                accuracy = np.zeros(K)
+                for device_map in eval_maps:
+                    weights, _ = _map_weights_and_slopes(quantised, device_map)
+                    scores = self._forward(weights, biases, X)[-1][1]
+                    log_prob = _log_softmax(scores)
+                    loss += -np.mean(log_prob[:, np.arange(n_samples), y_index], axis=1)
+                    accuracy += np.mean(np.argmax(scores, axis=-1) == y_index, axis=1)
+                loss /= len(eval_maps)
+                accuracy /= len(eval_maps)
+            else:
+                # Evaluate the quantised network on the whole training set; in full-batch
+                # mode the same pass also feeds the gradient step below.
+                weights, slopes = self._step_weights(quantised, fixed_map)
+                cache = self._forward(weights, biases, X)
+                scores = cache[-1][1]
+                log_prob = _log_softmax(scores)
+                loss = -np.mean(log_prob[:, np.arange(n_samples), y_index], axis=1)
+                accuracy = np.mean(np.argmax(scores, axis=-1) == y_index, axis=1)
             loss_curve[epoch] = loss
             better = (accuracy > best_accuracy) | ((accuracy == best_accuracy) & (loss < best_loss))
             best_accuracy = np.where(better, accuracy, best_accuracy)
@@ -191,13 +274,16 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
             order = np.arange(n_samples) if full_batch else rng.permutation(n_samples)
             for start in range(0, n_samples, batch):
                 rows = order[start : start + batch]
-                if full_batch:
+                if reuse:
                     probabilities = np.exp(log_prob)
                 else:
                     quantised = [self._quantise(u) for u in latents]
-                    cache = self._forward(quantised, biases, X[rows])
+                    step_map = (self._sample_map(map_rng, K, device_shapes)
+                                if mode == "statistics" else fixed_map)
+                    weights, slopes = self._step_weights(quantised, step_map)
+                    cache = self._forward(weights, biases, X[rows])
                     probabilities = np.exp(_log_softmax(cache[-1][1]))
-                grads = self._backward(quantised, cache, probabilities, onehot[rows])
+                grads = self._backward(weights, slopes, cache, probabilities, onehot[rows])
                 step += 1
                 _adam_step(params, grads, moment1, moment2, step, self.learning_rate)
                 for u in latents:
@@ -252,6 +338,27 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
                 f"output_activation: expected one of {OUTPUT_ACTIVATIONS}, "
                 f"got {self.output_activation!r}"
             )
+        if self.training not in TRAINING_MODES:
+            raise ValueError(
+                f"training: expected one of {TRAINING_MODES}, got {self.training!r}"
+            )
+        if (self.device_map is None) == (self.training == "hardware"):
+            raise ValueError(
+                "device_map: required with training='hardware' and only used there "
+                f"(training={self.training!r})"
+            )
+        if (self.map_sampler is None) == (self.training == "statistics"):
+            raise ValueError(
+                "map_sampler: required with training='statistics' and only used there "
+                f"(training={self.training!r})"
+            )
+        if self.map_sampler is not None and not callable(self.map_sampler):
+            raise ValueError(
+                f"map_sampler: expected a callable (rng, n_maps) -> maps, "
+                f"got {type(self.map_sampler).__name__}"
+            )
+        if not isinstance(self.n_eval_maps, numbers.Integral) or self.n_eval_maps < 1:
+            raise ValueError(f"n_eval_maps: expected an integer >= 1, got {self.n_eval_maps!r}")
         return hidden
 
     def _check_data(self, X, y=None):
@@ -270,6 +377,17 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(f"y: expected shape ({X.shape[0]},) to match X, got {y.shape}")
         return X, y
+
+    def _step_weights(self, quantised, device_map):
+        """Weights of a forward pass and their STE slopes (None: the ideal network)."""
+        if device_map is None:
+            return quantised, None
+        return _map_weights_and_slopes(quantised, device_map)
+
+    def _sample_map(self, rng, n_maps, device_shapes):
+        """A map per solution from the sampler, checked (statistics mode)."""
+        return check_device_map(self.map_sampler(rng, n_maps), device_shapes, n_maps,
+                                "map_sampler", per_solution=True)
 
     def _quantise(self, latent: np.ndarray) -> np.ndarray:
         if self.weights == "binary":
@@ -296,30 +414,35 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
             x = h
         return cache
 
-    def _backward(self, quantised, cache, probabilities, onehot):
-        """Gradients of the mean cross-entropy w.r.t. latents, then biases (per solution)."""
+    def _backward(self, weights, slopes, cache, probabilities, onehot):
+        """Gradients of the mean cross-entropy w.r.t. latents, then biases (per solution).
+
+        ``weights`` are those of the forward pass; ``slopes`` (or None for 1) are
+        ``dW_eff/dw`` of a mapped network.
+        """
         n_samples = onehot.shape[0]
         scores = cache[-1][1]
         delta = (probabilities - onehot) / n_samples
         if self.output_activation == "tanh":
             delta = delta * (1.0 - scores * scores)
         grads_w, grads_b = [], []
-        for layer in range(len(quantised) - 1, -1, -1):
+        for layer in range(len(weights) - 1, -1, -1):
             x, _, _ = cache[layer]
             x_t = np.swapaxes(x, -1, -2)
-            grads_w.append(np.matmul(x_t, delta))
+            grad = np.matmul(x_t, delta)
+            grads_w.append(grad if slopes is None else grad * slopes[layer])
             grads_b.append(delta.sum(axis=1))
             if layer == 0:
                 break
             _, h_prev, a_prev = cache[layer - 1]
-            delta = np.matmul(delta, np.swapaxes(quantised[layer], -1, -2))
+            delta = np.matmul(delta, np.swapaxes(weights[layer], -1, -2))
             if self.hidden_activation == "tanh":
                 delta = delta * (1.0 - h_prev * h_prev)
             else:
                 # Surrogate gradient of sign: tanh(a / s) with s = sqrt(fan-in), the
                 # typical size of a sum of n_in unit-weight terms, so the window is
                 # neither empty nor the whole range.
-                s = np.sqrt(quantised[layer - 1].shape[1])
+                s = np.sqrt(weights[layer - 1].shape[1])
                 t = np.tanh(a_prev / s)
                 delta = delta * (1.0 - t * t) / s
         grads_w.reverse()
@@ -336,15 +459,24 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
 
             raise NotFittedError("BinaryMLP is not fitted yet; call fit(X, y) first")
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X, device_map=None) -> np.ndarray:
         """Output scores, shape (K, n_samples, n_classes).
 
-        Computed by :func:`mcmtj.networks.solutions.forward`.
+        Computed by :func:`mcmtj.networks.solutions.forward`, on the ideal weights
+        or, with `device_map` (shapes as the parameter of that name), on the
+        weights mapped onto that die (:func:`map_weights`): the engine's ideal-read
+        inference of an array holding those devices, at ``gnorm = 1``.
         """
         self._check_fitted()
         X = self._check_data(X)
+        weights = self.weights_
+        if device_map is not None:
+            shapes = [(w.shape[1], 2 * w.shape[2]) for w in weights]
+            weights = map_weights(
+                weights, check_device_map(device_map, shapes, len(self.train_accuracy_),
+                                          "device_map"))
         return forward(
-            self.weights_,
+            weights,
             self.biases_,
             X,
             hidden_activation=self.hidden_activation,
@@ -353,18 +485,24 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
             gnorm=1.0,
         )
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels of every solution, shape (K, n_samples), from ``classes_``."""
-        self._check_fitted()
-        return self.classes_[np.argmax(self.decision_function(X), axis=-1)]
+    def predict(self, X, device_map=None) -> np.ndarray:
+        """Predicted labels of every solution, shape (K, n_samples), from ``classes_``.
 
-    def accuracy(self, X, y) -> np.ndarray:
-        """Accuracy of every solution on ``X``, ``y``: shape (K,), values in [0, 1]."""
+        With `device_map`, on that die (see :meth:`decision_function`).
+        """
+        self._check_fitted()
+        return self.classes_[np.argmax(self.decision_function(X, device_map), axis=-1)]
+
+    def accuracy(self, X, y, device_map=None) -> np.ndarray:
+        """Accuracy of every solution on ``X``, ``y``: shape (K,), values in [0, 1].
+
+        With `device_map`, on that die (see :meth:`decision_function`).
+        """
         X = self._check_data(X)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(f"y: expected shape ({X.shape[0]},) to match X, got {y.shape}")
-        return np.mean(self.predict(X) == y, axis=1)
+        return np.mean(self.predict(X, device_map) == y, axis=1)
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean accuracy over solutions (each solution's accuracy, then averaged)."""
@@ -388,6 +526,89 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
             threshold=0.0,
             name=name,
         )
+
+
+def check_device_map(device_map, device_shapes, n_solutions, field="device_map", *,
+                     per_solution=False) -> tuple[np.ndarray, ...]:
+    """Validate a device map and return it as float64 arrays, one per layer.
+
+    Parameters
+    ----------
+    device_map : sequence of array_like, one per layer
+        Shapes ``(n_in, 2*n_out, 2)`` or ``(n_solutions, n_in, 2*n_out, 2)``;
+        conductances in units of the nominal ``G_P - G_AP``, finite and >= 0
+        (see :class:`BinaryMLP`).
+    device_shapes : sequence of (int, int)
+        ``(n_in, 2*n_out)`` of every layer.
+    n_solutions : int
+        Size of the optional leading solution axis.
+    field : str
+        Name used in error messages.
+    per_solution : bool, default False
+        Require the leading solution axis.
+
+    Returns
+    -------
+    tuple of ndarray
+
+    Raises
+    ------
+    ValueError
+        Wrong number of layers, a shape mismatch, NaN/inf or a negative conductance;
+        the message names `field` and the layer.
+    """
+    if isinstance(device_map, np.ndarray) or not isinstance(device_map, (list, tuple)):
+        raise ValueError(f"{field}: expected a list or tuple with one array per layer, "
+                         f"got {type(device_map).__name__}")
+    if len(device_map) != len(device_shapes):
+        raise ValueError(f"{field}: {len(device_map)} layers, the network has "
+                         f"{len(device_shapes)}")
+    out = []
+    for layer, (values, (n_in, n_cols)) in enumerate(zip(device_map, device_shapes,
+                                                         strict=True)):
+        values = np.asarray(values, dtype=np.float64)
+        shared, own = (n_in, n_cols, 2), (n_solutions, n_in, n_cols, 2)
+        if values.shape != own and (per_solution or values.shape != shared):
+            allowed = f"{own}" if per_solution else f"{own} or {shared}"
+            raise ValueError(f"{field}[{layer}]: expected shape {allowed}, got {values.shape}")
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"{field}[{layer}]: conductances must be finite and >= 0")
+        out.append(values)
+    return tuple(out)
+
+
+def map_weights(weights, device_map) -> tuple[np.ndarray, ...]:
+    """Effective weights of networks written onto a die.
+
+    A weight writes its device pair (plus, minus) as +1 -> (P, AP), -1 -> (AP, P),
+    0 -> (AP, AP); the effective weight is the plus device's conductance in its
+    state minus the minus device's, in units of the nominal ``G_P - G_AP``, as
+    the engine's ideal read divided by ``(G_P - G_AP) V_read``.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray, one per layer, shape (K, n_in, n_out)
+        Values in {-1, 0, +1}.
+    device_map : sequence of ndarray, one per layer
+        Shape ``(n_in, 2*n_out, 2)`` or ``(K, n_in, 2*n_out, 2)``, as checked by
+        :func:`check_device_map` (not re-checked here).
+
+    Returns
+    -------
+    tuple of ndarray, one per layer, shape (K, n_in, n_out), float64
+    """
+    return _map_weights_and_slopes(weights, device_map)[0]
+
+
+def _map_weights_and_slopes(weights, device_map):
+    """Effective weights and ``(W_eff(+1) - W_eff(-1)) / 2`` per weight, per layer."""
+    mapped, slopes = [], []
+    for w, m in zip(weights, device_map, strict=True):
+        on_plus, off_plus = m[..., 0::2, 0], m[..., 0::2, 1]
+        on_minus, off_minus = m[..., 1::2, 0], m[..., 1::2, 1]
+        mapped.append(np.where(w > 0, on_plus, off_plus) - np.where(w < 0, on_minus, off_minus))
+        slopes.append(0.5 * ((on_plus - off_plus) + (on_minus - off_minus)))
+    return tuple(mapped), tuple(slopes)
 
 
 def _log_softmax(scores: np.ndarray) -> np.ndarray:

@@ -13,7 +13,10 @@ import importlib
 __all__ = ["PAPERS", "paper_module"]
 
 #: command-line name -> module implementing it
-PAPERS = {"goodwill2022": "mcmtj.papers.goodwill2022"}
+PAPERS = {
+    "goodwill2022": "mcmtj.papers.goodwill2022",
+    "borders2024": "mcmtj.papers.borders2024",
+}
 
 
 def paper_module(name: str):
