@@ -35,6 +35,7 @@ from mcmtj.physics._circuit_kernels import (
     GS_TOL,
     _gs_max_sweeps,
     _gs_promising,
+    _gs_work_size,
     _transfer_exact,
     _transfer_gs,
     _transfer_matrix_batch,
@@ -118,7 +119,7 @@ def crossover(rounds=7, sizes=(8, 15, 32, 64), resistances=(0.1, 0.25, 0.5, 1.0,
     for size in sizes:
         rng = np.random.default_rng(0)
         G = 1.0 / rng.uniform(5e3, 2e4, (size, size))
-        work = np.empty(_transfer_work_size(size, size))
+        work = np.empty(max(_transfer_work_size(size, size), _gs_work_size(size, size)))
         out = np.empty((size, size))
         reps = max(1, 200_000 // size**3)
         for r in resistances:
