@@ -8,13 +8,17 @@ ratio is what the write IR drop costs on this machine now.
 
 Run: ``python benchmarks/bench_circuit.py [--instances N] [--threads T]``.
 Last line: ``transfer_speedup=<x> instances_per_s=<y> ir_instances_per_s=<z>
-ir_ratio=<z / ideal-write rate>`` (medians, measured in this run).
+ir_ratio=<z / ideal-write rate> threads=<numba threads> transfer_threads=1
+load_avg=<1-min load average at the end>`` (medians, measured in this run; the transfer
+speed-up is one thread against scipy on one thread).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
+import numba
 from _common import core_job, median_time, warm_up
 from bench_transfer import measure_speedup
 
@@ -49,8 +53,10 @@ def main():
     ideal = rate(ir_job.replace(**{"write.ir_solver": "off"}), n, args.threads, args.repeats)
     print(f"write-IR job (fast solver): {ir:.4g} instances/s; same job with ideal writes: "
           f"{ideal:.4g} instances/s")
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
     print(f"transfer_speedup={speedup:.3g} instances_per_s={base:.4g} "
-          f"ir_instances_per_s={ir:.4g} ir_ratio={ir / ideal:.3g}")
+          f"ir_instances_per_s={ir:.4g} ir_ratio={ir / ideal:.3g} threads={threads} "
+          f"transfer_threads=1 load_avg={os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

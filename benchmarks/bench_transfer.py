@@ -8,21 +8,36 @@ engine calls it (timed from Python, so it includes numba's dispatch overhead), p
 per-instance cost inside an njit loop and the public wrapper for reference.
 
 Timings are interleaved in rounds so that a busy machine slows both sides alike; medians
-over rounds. Last line: ``transfer_speedup=<scipy median / kernel median>``.
+over rounds. Both sides run on one thread. Last line: ``transfer_speedup=<scipy median /
+kernel median> path=<gs|exact> threads=1 load_avg=<1-min load average>``.
 
-    python benchmarks/bench_transfer.py [--rounds 15]
+``--crossover`` times the two exact-to-1e-10 methods inside the kernel against each other
+on arrays without defects (line Gauss-Seidel from the ideal solution, forced, with the
+sweeps its bound asks for; and the block elimination), per array size and line
+resistance, and says which one ``_transfer_matrix_kernel`` picks.
+
+    python benchmarks/bench_transfer.py [--rounds 15] [--crossover]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from mcmtj.physics._circuit_kernels import (
+    GS_MIN_BLOCK,
+    GS_TOL,
+    _gs_max_sweeps,
+    _gs_promising,
+    _gs_work_size,
+    _transfer_exact,
+    _transfer_gs,
     _transfer_matrix_batch,
     _transfer_matrix_kernel,
     _transfer_work_size,
@@ -66,8 +81,62 @@ def main(argv=None):
     parser.add_argument("--m", type=int, default=15)
     parser.add_argument("--n", type=int, default=15)
     parser.add_argument("--r", type=float, default=2.0, help="ohm per segment (rows and columns)")
+    parser.add_argument("--crossover", action="store_true",
+                        help="time Gauss-Seidel against the block elimination instead")
     args = parser.parse_args(argv)
+    if args.crossover:
+        crossover(args.rounds)
+        return
     measure_speedup(args.rounds, args.m, args.n, args.r, verbose=True)
+
+
+@numba.njit
+def _loop_gs(G, r, work, out, reps):
+    k = 0
+    for _ in range(reps):
+        k = _transfer_gs(G, r, r, GS_TOL, 1000, work, out)
+    return k
+
+
+@numba.njit
+def _loop_exact(G, r, work, out, reps):
+    for _ in range(reps):
+        _transfer_exact(G, r, r, work, out)
+
+
+def uses_gs(G, r):
+    """Whether ``_transfer_matrix_kernel`` takes the Gauss-Seidel path for G at r ohm."""
+    m, n = G.shape
+    if min(m, n) < GS_MIN_BLOCK or not _gs_promising(G, r, r, GS_TOL, _gs_max_sweeps(min(m, n))):
+        return False
+    work = np.empty(_transfer_work_size(m, n))
+    return _transfer_gs(G, r, r, GS_TOL, _gs_max_sweeps(min(m, n)), work, np.empty((n, m))) > 0
+
+
+def crossover(rounds=7, sizes=(8, 15, 32, 64), resistances=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0)):
+    """Per-instance time of both methods (medians of interleaved rounds), no defects."""
+    print("size  r(ohm)  sweeps  gauss-seidel(us)  elimination(us)  ratio  kernel uses")
+    for size in sizes:
+        rng = np.random.default_rng(0)
+        G = 1.0 / rng.uniform(5e3, 2e4, (size, size))
+        work = np.empty(max(_transfer_work_size(size, size), _gs_work_size(size, size)))
+        out = np.empty((size, size))
+        reps = max(1, 200_000 // size**3)
+        for r in resistances:
+            k = _loop_gs(G, r, work, out, 1)
+            _loop_exact(G, r, work, out, 1)
+            t_gs, t_ex = [], []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                _loop_gs(G, r, work, out, reps)
+                t1 = time.perf_counter()
+                _loop_exact(G, r, work, out, reps)
+                t_gs.append((t1 - t0) / reps)
+                t_ex.append((time.perf_counter() - t1) / reps)
+            a, b = np.median(t_gs) * 1e6, np.median(t_ex) * 1e6
+            print(f"{size:4d}  {r:6.2f}  {k:6d}  {a:16.2f}  {b:15.2f}  {b / a:5.2f}  "
+                  f"{'gauss-seidel' if uses_gs(G, r) else 'elimination'}")
+    print(f"load_avg={os.getloadavg()[0]:.2f} threads=1")
 
 
 def measure_speedup(rounds=15, m=15, n=15, r=2.0, verbose=False):
@@ -115,8 +184,11 @@ def measure_speedup(rounds=15, m=15, n=15, r=2.0, verbose=False):
     print(f"speedup, kernel called from Python: {med['scipy'] / med['kernel']:.1f}")
     print(f"speedup vs NATURAL ordering (kernel from Python): {med['natural'] / med['kernel']:.1f}")
     speedup = med["scipy"] / med["loop"]
+    path = "gs" if uses_gs(G, r) else "exact"
     if verbose:
-        print(f"transfer_speedup={speedup:.1f}  (kernel per instance inside an njit loop)")
+        print(f"kernel path at this point: {path} (per instance inside an njit loop)")
+        print(f"transfer_speedup={speedup:.1f} path={path} threads=1 "
+              f"load_avg={os.getloadavg()[0]:.2f}")
     return speedup
 
 

@@ -9,6 +9,13 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
+from mcmtj.physics._circuit_kernels import (
+    GS_TOL,
+    _gs_max_sweeps,
+    _gs_promising,
+    _transfer_gs,
+    _transfer_work_size,
+)
 from mcmtj.physics.circuit import (
     node_voltages,
     read_currents_nonlinear,
@@ -168,6 +175,53 @@ def test_transfer_64x64_matches_sparse_solve(seed):
     r = (2.0, 20.0)[seed]
     assert_rel(transfer_matrix(G, r, r), reference_transfer(G, r, r), 1e-9)
 
+
+
+GS_CASES = [
+    # (m, n, r_row, r_col, p_open): low line resistance, no shorts -- the Gauss-Seidel path
+    (15, 15, 0.5, 0.5, 0.0),
+    (15, 15, 0.3, 0.4, 0.05),  # opens: tiny sneak-only entries, one sweep more
+    (12, 20, 0.3, 0.3, 0.0),  # wide: 12 right-hand sides
+    (20, 12, 0.3, 0.3, 0.0),  # tall: through the reciprocal network
+    (64, 64, 0.1, 0.1, 0.0),
+]
+
+
+@pytest.mark.parametrize("m,n,r_row,r_col,p_open", GS_CASES)
+def test_transfer_gauss_seidel_matches_sparse_solve(m, n, r_row, r_col, p_open):
+    rng = np.random.default_rng(200 + m + n)
+    G = random_array(rng, m, n, p_short=0.0, p_open=p_open)
+    T_ref = reference_transfer(G, r_row, r_col)
+    nz = T_ref != 0
+    # the iteration itself (it returns 0 when it hands over), on the array or, when tall,
+    # on its reciprocal network (flipped transpose, resistances exchanged)
+    tall = m > n
+    Gk, rr, rc = (G[::-1, ::-1].T.copy(), r_col, r_row) if tall else (G, r_row, r_col)
+    work = np.empty(_transfer_work_size(m, n))
+    out = np.empty((Gk.shape[1], Gk.shape[0]))
+    assert _transfer_gs(Gk, rr, rc, GS_TOL, 10, work, out) > 0
+    T_gs = out[::-1, ::-1].T if tall else out
+    # and the kernel, whichever path it picks
+    for T in (T_gs, transfer_matrix(G, r_row, r_col)):
+        assert T.shape == (n, m)
+        assert_rel(T, T_ref, 1e-9)
+        assert np.max(np.abs(T - T_ref)[nz] / np.abs(T_ref[nz])) < 1e-9
+        assert np.all(T[~nz] == 0)
+
+
+def test_transfer_gauss_seidel_is_picked_only_where_it_pays():
+    rng = np.random.default_rng(7)
+    G = random_array(rng, 15, 15, p_short=0.0, p_open=0.0)
+    k_max = _gs_max_sweeps(15)
+    assert _gs_promising(G, 0.5, 0.5, GS_TOL, k_max)
+    assert not _gs_promising(G, 5.0, 5.0, GS_TOL, k_max)  # heavy wires: elimination
+    G_open = G.copy()
+    G_open[3, 4] = 0.0  # an open device costs a sweep: not at 15 x 15
+    assert not _gs_promising(G_open, 0.5, 0.5, GS_TOL, k_max)
+    # with shorts the tight bound asks for many sweeps: the iteration hands over
+    G_short = random_array(rng, 15, 15)
+    work = np.empty(_transfer_work_size(15, 15))
+    assert _transfer_gs(G_short, 2.0, 2.0, GS_TOL, k_max, work, np.empty((15, 15))) == 0
 
 def test_transfer_resistance_lowers_currents_and_tends_to_GT():
     G = random_array(np.random.default_rng(3), 8, 8, p_short=0.0)

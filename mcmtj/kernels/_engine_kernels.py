@@ -643,6 +643,15 @@ def _disturb_walk(l, r, c, to_p, others, v_ideal, nominal, fp, mode, cells, st, 
                 bound = 0.0
             elif nominal and v <= v_ideal:
                 bound = pd_p[l, i, j] if to_p else pd_ap[l, i, j]
+                if bound < 0.0:
+                    # first time this instance needs it (see the sampling pass): the
+                    # probability at the ideal voltage, kept for the cell's later pulses
+                    bound = _dist_p(fp, mode, from_state, 0, gp_f[l, i, j], tmr_f[l, i, j],
+                                    ic_f[l, i, j], icr_f[l, i, j], delta_f[l, i, j], v_ideal)
+                    if to_p:
+                        pd_p[l, i, j] = bound
+                    else:
+                        pd_ap[l, i, j] = bound
                 if not ir_on:
                     v = -1.0  # the bound is exact
             else:
@@ -826,7 +835,6 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
     normals_from_words(w_un[: 5 * n_unused], z_un[: 5 * n_unused], tails, tbuf)
 
     # 1. sample every cell of every array
-    v_dist = fp[F_VW] / 2.0 if scheme == SCHEME_V2 else fp[F_VW] / 3.0
     n_stuck = 0
     n_short = 0
     n_open = 0
@@ -897,10 +905,12 @@ def _simulate_instance_circuit(k0, k1, solution, instance, states, layer_in, lay
                 delta_f[l, r, c] = delta
                 G_f[l, r, c] = _cell_conductance(state, defect, g_p, tmr, g_short)
                 if scheme != SCHEME_NONE:
-                    a = _dist_p(fp, mode, STATE_AP, defect, g_p, tmr, ic, ic_rev, delta, v_dist)
-                    b = _dist_p(fp, mode, STATE_P, defect, g_p, tmr, ic, ic_rev, delta, v_dist)
-                    pd_p[l, r, c] = a
-                    pd_ap[l, r, c] = b
+                    # disturb probabilities at the nominal half-select voltage, taken by
+                    # _disturb_walk when a pulse first needs them (-1: not yet): about half
+                    # of the cells are never candidates in the state that needs one, and
+                    # each is a few exp/pow calls (a tenth of a physics-mode instance)
+                    pd_p[l, r, c] = -1.0
+                    pd_ap[l, r, c] = -1.0
                 if used:
                     k += 1
                 else:

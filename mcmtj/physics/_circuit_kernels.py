@@ -20,6 +20,12 @@ transposing a wide array). Chains are factorised in the Grassmann-Taufer-Heyman 
 (pivot = grounded part + link), so no pivot is a difference of nearly equal numbers even
 when a line is floating.
 
+With low line resistance (the usual case, r G n^2 << 1) the transfer matrix starts from the
+ideal solution instead and refines it by line Gauss-Seidel sweeps (``_transfer_gs``, each
+row and column line solved exactly in turn, O(m^2 n) per sweep), stopping on a rigorous
+element-wise error bound; a cheap bound decides beforehand whether that beats the
+elimination, and it hands over to it when the tighter bound asks for more sweeps.
+
 Kernels a caller may use from njit code, with their work sizes:
 
 - ``_transfer_matrix_kernel(G, r_row, r_col, work, out)``, ``_transfer_work_size(m, n)``
@@ -36,8 +42,27 @@ Kernels a caller may use from njit code, with their work sizes:
 
 from __future__ import annotations
 
+import math
+
 from mcmtj.numerics._jit import kernel
 from mcmtj.physics.device import _tmr_at_bias_jit
+
+# Transfer matrix by line Gauss-Seidel (``_transfer_gs``): used when the array is at least
+# GS_MIN_BLOCK wide both ways and a cheap a-priori bound promises at most GS_MAX_SWEEPS
+# sweeps to a rigorous element-wise error bound of GS_TOL; otherwise, and whenever the
+# tighter bound computed inside asks for more, the exact block elimination. Measured
+# (benchmarks/bench_transfer.py --crossover): at 15 x 15 three sweeps cost ~0.7 of the
+# block elimination and four about the same; at 8 x 8 even three cost more; the block
+# elimination grows as n^4 and a sweep as n^3, so larger arrays afford more sweeps
+# (``_gs_max_sweeps``: 5 at 32 x 32, 9 at 64 x 64, about 0.8 of the measured break-even).
+GS_TOL = 1e-10
+GS_MIN_BLOCK = 12
+
+
+@kernel
+def _gs_max_sweeps(block):
+    """Most Gauss-Seidel sweeps worth trying before the exact elimination is cheaper."""
+    return 3 + max(block - 16, 0) // 8
 
 # Verify-read schemes understood by ``_verify_read_kernel``.
 SCHEME_FLOATING = 0
@@ -65,11 +90,64 @@ def _padded(n):
 
 
 @kernel
+def _gs_work_size(m, n):
+    """Length of the ``work`` buffer ``_transfer_gs`` needs for an m x n array (m <= n)."""
+    S = _padded(m)
+    return (m + 1) * n * S + 4 * n * S + 8 * m * n + 2 * n
+
+
+@kernel
 def _transfer_work_size(m, n):
     """Length of the ``work`` buffer ``_transfer_matrix_kernel`` needs for an m x n array."""
     block = min(m, n)
     nb = _padded(block)
-    return block * block + (nb + max(m, n)) * nb + nb + 4 * block + max(m, n) + 5 * m * n
+    direct = block * block + (nb + max(m, n)) * nb + nb + 4 * block + max(m, n) + 5 * m * n
+    if block < GS_MIN_BLOCK:
+        return direct
+    return max(direct, 2 * m * n + _gs_work_size(block, max(m, n)))
+
+
+@kernel
+def _gs_promising(G, r_row, r_col, tol, k_max):
+    """True when a cheap upper bound of the Gauss-Seidel contraction promises convergence
+    of ``_transfer_gs`` within ``k_max`` sweeps: a row node rises at most
+    r_row sum_l G_l (l + 1) above its driver when every cell pulls at 1 V (each segment
+    carries at most the cells beyond it), a column node likewise towards its sense end.
+    An open device makes its entry of T a pure sneak current, orders of magnitude below
+    the others, and the element-wise bound needs about one sweep more for it."""
+    m, n = G.shape
+    tau_r = 0.0
+    for i in range(m):
+        acc = 0.0
+        for j in range(n):
+            acc += G[i, j] * (j + 1)
+        tau_r = max(tau_r, r_row * acc)
+    tau_c = 0.0
+    worst = 0.0
+    opens = 0.0
+    for j in range(n):
+        acc = 0.0
+        total = 0.0
+        smallest = math.inf
+        zero = False
+        for i in range(m):
+            acc += G[i, j] * (m - i)
+            total += G[i, j]
+            if G[i, j] > 0.0:
+                smallest = min(smallest, G[i, j])
+            else:
+                zero = True
+        tau_c = max(tau_c, r_col * acc)
+        if total > 0.0:
+            worst = max(worst, total / smallest)
+            if zero:
+                opens = 1.0
+    rho = tau_r * tau_c
+    if rho >= 0.5:
+        return False
+    if rho == 0.0 or worst == 0.0:
+        return True
+    return 1.0 + opens + math.log(tol / (worst * rho)) / math.log(rho) <= k_max
 
 
 @kernel
@@ -385,42 +463,216 @@ def _transfer_core(G, GT, r_row, r_col, S, A, EV, RU, h, d, e, y, z, w, out):
 
 
 @kernel
-def _transfer_matrix_kernel(G, r_row, r_col, work, out):
-    """Transfer matrix T (n x m, I = T @ V) of the crossbar G (m x n) into ``out``.
+def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
+    """Transfer matrix (``out``, n x m) of an m x n crossbar (r_row > 0, r_col > 0) by line
+    Gauss-Seidel from the ideal solution, for m <= n; returns the sweeps, or 0 when the
+    a-priori bound says more than ``k_max`` sweeps are needed (``out`` is then garbage and
+    the caller solves exactly).
 
-    ``work``: float64, at least ``_transfer_work_size(m, n)`` elements. Wide arrays (n > m)
-    are solved as their reciprocal transposed network so the dense blocks are min(m, n) wide.
+    Unknowns: the node voltages of all m right-hand sides (input s at 1 V, the others at
+    0 V), the right-hand side the innermost, padded dimension so every line operation is a
+    vector loop. A sweep solves every row line exactly given its column nodes, then every
+    column line given its row nodes (tridiagonal, factors shared by all right-hand sides),
+    the row solves of four rows interleaved (independent division-free chains). The first
+    sweep starts from the ideal solution (column nodes at 0 V).
+
+    Error bound (rigorous, in exact arithmetic): R0 and C0, the maps from column-node to
+    row-node errors and back, are non-negative with max-norms tau_r = max(R0 1) and
+    tau_c = max(C0 1); one sweep contracts the column-node error by rho = max(C0 R0 1).
+    Node voltages lie in [0, 1] V, so after K sweeps every entry obeys
+    |T_js - T*_js| <= cs_j tau_r tau_c rho^(K-1), cs_j the sense current of column j with
+    all its row nodes at 1 V. Sweeps continue until that bound is below ``tol`` times
+    every non-zero |T_js| (structural zeros are exact).
     """
     m, n = G.shape
-    if r_row == 0.0 and r_col == 0.0:
-        for i in range(m):
-            for j in range(n):
-                out[j, i] = G[i, j]
-        return
-    if r_row == 0.0 or r_col == 0.0:
-        # One kind of line is ideal, so the other kind are independent chains: rows when the
-        # columns are at virtual ground along their whole length, else columns (rows at
-        # their source voltage), driven from their sense end; by reciprocity T[j, i] is
-        # G[i, j] times the voltage at cell (i, j) then. Each chain is driven at its node 0.
-        rows = r_col == 0.0
-        n_lines = m if rows else n
-        length = n if rows else m
-        g = 1.0 / (r_row if rows else r_col)
-        shunt = work[0:length]
-        d = work[length : 2 * length]
-        e = work[2 * length : 3 * length]
-        y = work[3 * length : 4 * length]
-        for line in range(n_lines):
-            for t in range(length):
-                shunt[t] = G[line, t] if rows else G[m - 1 - t, line]
-            _line_pivots(shunt, g, g, d, e)
-            _line_drive_response(d, g, g, y)
-            for t in range(length):
-                if rows:
-                    out[t, line] = shunt[t] * y[t]
+    S = _padded(m)
+    g = 1.0 / r_row
+    gc = 1.0 / r_col
+    o = 0
+    B, o = _take(work, o, (m + 1) * n * S)  # column nodes, (m + 1, n, S); row 0 a ghost
+    ar, o = _take(work, o, 4 * n * S)  # row nodes of four rows, (4, n, S)
+    FR, o = _take(work, o, m * n)  # row-line elimination factors g / d[j - 1]
+    IR, o = _take(work, o, m * n)  # and 1 / d[j]
+    FC, o = _take(work, o, m * n)  # column-line factors, from the top
+    IC, o = _take(work, o, m * n)
+    YR, o = _take(work, o, m * n)  # drive response of each row line
+    UR, o = _take(work, o, m * n)  # R0 1
+    U2, o = _take(work, o, m * n)  # C0 1
+    U3, o = _take(work, o, m * n)  # C0 R0 1
+    cs, o = _take(work, o, n)
+    ep, o = _take(work, o, n)
+    # row factors (row i along j, driver at j = 0 through one segment)
+    tau_r = 0.0
+    for i in range(m):
+        base = i * n
+        e = g + G[i, 0]
+        for j in range(n - 1):
+            d = e + g
+            IR[base + j] = 1.0 / d
+            FR[base + j + 1] = g / d
+            e = G[i, j + 1] + g * e / d
+        IR[base + n - 1] = 1.0 / e
+        # drive response (rhs g at node 0) and R0 1 (rhs G)
+        x = g
+        u = G[i, 0]
+        YR[base] = x
+        UR[base] = u
+        for j in range(1, n):
+            x = FR[base + j] * x
+            u = G[i, j] + FR[base + j] * u
+            YR[base + j] = x
+            UR[base + j] = u
+        YR[base + n - 1] *= IR[base + n - 1]
+        UR[base + n - 1] *= IR[base + n - 1]
+        for j in range(n - 2, -1, -1):
+            YR[base + j] = IR[base + j] * (YR[base + j] + g * YR[base + j + 1])
+            UR[base + j] = IR[base + j] * (UR[base + j] + g * UR[base + j + 1])
+        for j in range(n):
+            tau_r = max(tau_r, UR[base + j])
+    # column factors (column j along i from the top, sense at the bottom through one segment)
+    for j in range(n):
+        ep[j] = G[0, j]
+    for i in range(m):
+        for j in range(n):
+            d = ep[j] + gc
+            IC[i * n + j] = 1.0 / d
+            if i + 1 < m:
+                FC[(i + 1) * n + j] = gc / d
+                ep[j] = G[i + 1, j] + gc * ep[j] / d
+    # C0 1 (U2) and C0 R0 1 (U3)
+    for i in range(m):
+        for j in range(n):
+            k = i * n + j
+            x2 = G[i, j]
+            x3 = G[i, j] * UR[k]
+            if i > 0:
+                x2 += FC[k] * U2[k - n]
+                x3 += FC[k] * U3[k - n]
+            U2[k] = x2
+            U3[k] = x3
+    tau_c = 0.0
+    rho = 0.0
+    for i in range(m - 1, -1, -1):
+        for j in range(n):
+            k = i * n + j
+            if i < m - 1:
+                U2[k] = IC[k] * (U2[k] + gc * U2[k + n])
+                U3[k] = IC[k] * (U3[k] + gc * U3[k + n])
+            else:
+                U2[k] = IC[k] * U2[k]
+                U3[k] = IC[k] * U3[k]
+            tau_c = max(tau_c, U2[k])
+            rho = max(rho, U3[k])
+    for j in range(n):
+        cs[j] = gc * U2[(m - 1) * n + j]
+    lead = tau_r * tau_c  # error bound of a^1 relative to cs (in units of V)
+    # first guess of the sweeps from the ideal transfer matrix
+    q = math.inf
+    for j in range(n):
+        if cs[j] > 0.0:
+            for i in range(m):
+                if G[i, j] > 0.0:
+                    q = min(q, G[i, j] / cs[j])
+    if lead == 0.0 or rho == 0.0 or q == math.inf:
+        k_need = 1
+    else:
+        if rho >= 1.0:
+            return 0
+        k_need = 1 + int(math.ceil(math.log(tol * q / lead) / math.log(rho)))
+        k_need = max(k_need, 1)
+    if k_need > k_max:
+        return 0
+    # sweeps. B3[i + 1] holds row i's column nodes (forward-eliminated, then solved);
+    # B3[0] is a ghost row of zeros, so row 0 needs no branch (FC[0] = 0).
+    B3 = B.reshape((m + 1, n, S))
+    A4 = ar.reshape((4, n, S))
+    FR2 = FR.reshape((m, n))
+    IR2 = IR.reshape((m, n))
+    FC2 = FC.reshape((m, n))
+    IC2 = IC.reshape((m, n))
+    for j in range(n):
+        FC2[0, j] = 0.0
+        for s in range(S):
+            B3[0, j, s] = 0.0
+    sweep = 0
+    while True:
+        while sweep < k_need:
+            first = sweep == 0
+            sweep += 1
+            for i0 in range(0, m, 4):
+                nr = min(4, m - i0)
+                if first:
+                    for rr in range(nr):
+                        for j in range(n):
+                            for s in range(S):
+                                A4[rr, j, s] = 0.0
+                            A4[rr, j, i0 + rr] = YR[(i0 + rr) * n + j]
                 else:
-                    out[line, m - 1 - t] = shunt[t] * y[t]
-        return
+                    for rr in range(nr):
+                        i = i0 + rr
+                        gij = G[i, 0]
+                        for s in range(S):
+                            A4[rr, 0, s] = gij * B3[i + 1, 0, s]
+                        A4[rr, 0, i] += g
+                    for j in range(1, n):
+                        for rr in range(nr):
+                            i = i0 + rr
+                            gij = G[i, j]
+                            f = FR2[i, j]
+                            for s in range(S):
+                                A4[rr, j, s] = gij * B3[i + 1, j, s] + f * A4[rr, j - 1, s]
+                    for rr in range(nr):
+                        f = IR2[i0 + rr, n - 1]
+                        for s in range(S):
+                            A4[rr, n - 1, s] *= f
+                    for j in range(n - 2, -1, -1):
+                        for rr in range(nr):
+                            f = IR2[i0 + rr, j]
+                            for s in range(S):
+                                A4[rr, j, s] = f * (A4[rr, j, s] + g * A4[rr, j + 1, s])
+                # column forward elimination of these rows
+                for rr in range(nr):
+                    i = i0 + rr
+                    for j in range(n):
+                        gij = G[i, j]
+                        f = FC2[i, j]
+                        for s in range(S):
+                            B3[i + 1, j, s] = gij * A4[rr, j, s] + f * B3[i, j, s]
+            # back substitution up the columns
+            for j in range(n):
+                f = IC2[m - 1, j]
+                for s in range(S):
+                    B3[m, j, s] *= f
+            for i in range(m - 2, -1, -1):
+                for j in range(n):
+                    f = IC2[i, j]
+                    for s in range(S):
+                        B3[i + 1, j, s] = f * (B3[i + 1, j, s] + gc * B3[i + 2, j, s])
+        # transfer matrix and the check
+        bl = m * n * S
+        worst = 0.0
+        for j in range(n):
+            for s in range(m):
+                t = gc * B[bl + j * S + s]
+                out[j, s] = t
+                if t > 0.0:
+                    worst = max(worst, cs[j] / t)
+        bound = lead * rho ** (sweep - 1)
+        if bound * worst <= tol or rho == 0.0:
+            return sweep
+        k_need = 1 + int(math.ceil(math.log(tol / (worst * lead)) / math.log(rho)))
+        if k_need <= sweep:
+            k_need = sweep + 1
+        if k_need > k_max:
+            return 0
+
+
+@kernel
+def _transfer_exact(G, r_row, r_col, work, out):
+    """Transfer matrix (``out``, n x m) of an m x n crossbar with r_row > 0 and r_col > 0
+    by block Gaussian elimination (``_transfer_core``); ``work`` as
+    ``_transfer_matrix_kernel``'s."""
+    m, n = G.shape
     # A wide array (n > m) is solved as its reciprocal network: the flipped transpose
     # G'[p, q] = G[m-1-q, n-1-p] with r_row and r_col exchanged has T[j, i] = T'[m-1-i, n-1-j].
     wide = n > m
@@ -452,6 +704,69 @@ def _transfer_matrix_kernel(G, r_row, r_col, work, out):
     for j in range(n):
         for i in range(m):
             out[j, i] = Tc[m - 1 - i, n - 1 - j] if wide else Tc[j, i]
+
+
+@kernel
+def _transfer_matrix_kernel(G, r_row, r_col, work, out):
+    """Transfer matrix T (n x m, I = T @ V) of the crossbar G (m x n) into ``out``.
+
+    ``work``: float64, at least ``_transfer_work_size(m, n)`` elements. With resistive rows
+    and columns: line Gauss-Seidel (``_transfer_gs``) where its bound promises few sweeps
+    (low r G n^2: the usual case with small wire resistance), else, or when it hands over,
+    the exact block elimination (``_transfer_exact``); both match a sparse LU to 1e-10
+    relative per element. Wide arrays (n > m) are solved as their reciprocal transposed
+    network so the dense blocks are min(m, n) wide.
+    """
+    m, n = G.shape
+    if r_row == 0.0 and r_col == 0.0:
+        for i in range(m):
+            for j in range(n):
+                out[j, i] = G[i, j]
+        return
+    if r_row == 0.0 or r_col == 0.0:
+        # One kind of line is ideal, so the other kind are independent chains: rows when the
+        # columns are at virtual ground along their whole length, else columns (rows at
+        # their source voltage), driven from their sense end; by reciprocity T[j, i] is
+        # G[i, j] times the voltage at cell (i, j) then. Each chain is driven at its node 0.
+        rows = r_col == 0.0
+        n_lines = m if rows else n
+        length = n if rows else m
+        g = 1.0 / (r_row if rows else r_col)
+        shunt = work[0:length]
+        d = work[length : 2 * length]
+        e = work[2 * length : 3 * length]
+        y = work[3 * length : 4 * length]
+        for line in range(n_lines):
+            for t in range(length):
+                shunt[t] = G[line, t] if rows else G[m - 1 - t, line]
+            _line_pivots(shunt, g, g, d, e)
+            _line_drive_response(d, g, g, y)
+            for t in range(length):
+                if rows:
+                    out[t, line] = shunt[t] * y[t]
+                else:
+                    out[line, m - 1 - t] = shunt[t] * y[t]
+        return
+    k_max = _gs_max_sweeps(min(m, n))
+    if min(m, n) >= GS_MIN_BLOCK and _gs_promising(G, r_row, r_col, GS_TOL, k_max):
+        # Line Gauss-Seidel with min(m, n) right-hand sides: a tall array goes through
+        # its reciprocal network (as in _transfer_exact).
+        if m <= n:
+            if _transfer_gs(G, r_row, r_col, GS_TOL, k_max, work, out) > 0:
+                return
+        else:
+            Gt = work[0 : m * n].reshape((n, m))
+            Tt = work[m * n : 2 * m * n].reshape((m, n))
+            for p in range(n):
+                for q in range(m):
+                    Gt[p, q] = G[m - 1 - q, n - 1 - p]
+            if _transfer_gs(Gt, r_col, r_row, GS_TOL, k_max, work[2 * m * n :],
+                            Tt) > 0:
+                for j in range(n):
+                    for i in range(m):
+                        out[j, i] = Tt[m - 1 - i, n - 1 - j]
+                return
+    _transfer_exact(G, r_row, r_col, work, out)
 
 
 @kernel
