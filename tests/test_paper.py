@@ -403,11 +403,15 @@ def test_stored_results_are_reused_only_from_the_same_code(monkeypatch):
     # then be simulated again, never put into a report
     from mcmtj.config import load_study
     from mcmtj.numerics import _jit
+    from mcmtj.run.provenance import same_simulation
 
     study = load_study(Path(__file__).parents[1] / "studies" / "quickstart.toml")
-    attrs = {"study": study.to_toml(), "code_sha256": _jit.PACKAGE_STAMP}
-    assert paper._reusable(attrs, study)
-    assert not paper._reusable({**attrs, "study": attrs["study"] + "\n"}, study)
-    assert not paper._reusable(None, study)
-    monkeypatch.setattr(_jit, "PACKAGE_STAMP", "another-source-tree")
-    assert not paper._reusable(attrs, study)
+    attrs = {"study": study.to_toml(), "simulation_sha256": _jit.SIMULATION_STAMP}
+    assert same_simulation(attrs, study)
+    assert not same_simulation({**attrs, "study": attrs["study"] + "\n"}, study)
+    assert not same_simulation(None, study)
+    monkeypatch.setattr(_jit, "SIMULATION_STAMP", "another-source-tree")
+    assert not same_simulation(attrs, study)
+    # the stamp covers the engine and physics, not the reports
+    assert _jit._package_stamp(exclude=_jit.NOT_SIMULATION) == attrs["simulation_sha256"]
+    assert "papers" in _jit.NOT_SIMULATION and "physics" not in _jit.NOT_SIMULATION

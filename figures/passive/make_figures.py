@@ -5,8 +5,9 @@ write_window.py picks from it).
 
     python figures/passive/make_figures.py [--threads T]
 
-Step 1 simulates the studies in ``studies/passive/`` whose results are missing from
-``figures/passive/results/`` (delete a file to recompute it); step 2 draws PNG + PDF
+Step 1 simulates the studies in ``studies/passive/`` whose results in
+``figures/passive/results/`` are missing or were simulated from another study text or by
+other physics (``mcmtj.run.provenance.same_simulation``); step 2 draws PNG + PDF
 from the stored results only.
 """
 
@@ -22,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import mcmtj  # noqa: E402
+from mcmtj.run.provenance import same_simulation  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STUDIES = HERE.parents[1] / "studies" / "passive"
@@ -35,10 +37,15 @@ def simulate_missing(threads=None):
     RESULTS.mkdir(exist_ok=True)
     for name, toml in RUNS.items():
         out = RESULTS / f"{name}.nc"
-        if not out.exists():
+        study = mcmtj.load_study(STUDIES / toml)
+        stored = None
+        if out.exists():
+            with mcmtj.open_results(out) as ds:
+                stored = dict(ds.attrs)
+        # a result of another study text or other physics is simulated again, never drawn
+        if not same_simulation(stored, study):
             print(f"simulating {toml}")
-            ds = mcmtj.simulate(mcmtj.load_study(STUDIES / toml), threads=threads)
-            mcmtj.save(ds, out)
+            mcmtj.save(mcmtj.simulate(study, threads=threads), out)
 
 
 def _band(ax, x, da, label, style):

@@ -40,19 +40,30 @@ KERNEL_FOLDERS = ("numerics", "physics", "kernels")
 _ROOT = Path(__file__).parents[1]  # the mcmtj package
 
 
-def _package_stamp(folders: tuple[str, ...] | None = None) -> str:
-    """SHA-256 of the contents of every module of the package (or of ``folders`` of it)."""
+#: the parts of the package that cannot change a simulated result: statistics, reports, CLI
+NOT_SIMULATION = ("analysis", "papers", "cli.py")
+
+
+def _package_stamp(folders: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the contents of every module of the package (or of ``folders`` of it),
+    leaving out the top-level folders or modules named in ``exclude``."""
     digest = hashlib.sha256()
     paths = (_ROOT.rglob("*.py") if folders is None
              else (p for f in folders for p in (_ROOT / f).rglob("*.py")))
     for path in sorted(paths):
-        digest.update(path.relative_to(_ROOT).as_posix().encode())
+        rel = path.relative_to(_ROOT)
+        if rel.parts[0] in exclude:
+            continue
+        digest.update(rel.as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 #: hash of the whole package: the provenance of results (``code_sha256``)
 PACKAGE_STAMP = _package_stamp()
+#: hash of everything that can change a simulated result (``simulation_sha256``): a stored
+#: result with another one must be simulated again before it is reported
+SIMULATION_STAMP = _package_stamp(exclude=NOT_SIMULATION)
 #: hash of :data:`KERNEL_FOLDERS`: the stamp of numba's on-disk cache
 KERNEL_STAMP = _package_stamp(KERNEL_FOLDERS)
 

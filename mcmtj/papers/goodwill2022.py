@@ -58,6 +58,7 @@ from mcmtj.physics.device import (
 from mcmtj.run import schema
 from mcmtj.run.block import _pack, _param_vectors, prepare
 from mcmtj.run.engine import simulate
+from mcmtj.run.provenance import same_simulation
 from mcmtj.run.reader import open_results
 from mcmtj.run.results import save
 
@@ -352,7 +353,7 @@ def device_samples(
     )
     return ds.assign_attrs(
         study=study.to_toml(), seed=str(seed), voltage=voltage, n_devices=n_devices,
-        code_sha256=_jit.PACKAGE_STAMP,
+        simulation_sha256=_jit.SIMULATION_STAMP,
     )
 
 
@@ -364,13 +365,6 @@ def _stored_attrs(path: Path) -> dict | None:
             return dict(ds.attrs)
     except (OSError, ValueError):
         return None
-
-
-def _reusable(attrs: dict | None, study: Study) -> bool:
-    """A stored result stands in for a simulation only when the same study was simulated by
-    the same package source: a physics change must never leave an old result in a report."""
-    return (attrs is not None and attrs.get("study") == study.to_toml()
-            and attrs.get("code_sha256") == _jit.PACKAGE_STAMP)
 
 
 def _compress(ds: xr.Dataset) -> xr.Dataset:
@@ -391,8 +385,8 @@ def ensure_results(
     """Simulate every study whose stored result is missing or stale; sample the devices.
 
     A stored ``<results_dir>/<name>.nc`` is reused when its ``study`` attr equals the
-    study's TOML (same configuration and seed) and its ``code_sha256`` the running package's
-    source hash (so a physics change is never reported from old results); anything else
+    study's TOML (same configuration and seed) and its ``simulation_sha256`` the running
+    package's (so a physics change is never reported from old results); anything else
     is simulated again with :func:`mcmtj.simulate` and saved with :func:`mcmtj.save`
     (gzip-compressed).
     ``devices.nc`` holds :func:`device_samples` of the first study.
@@ -422,12 +416,12 @@ def ensure_results(
     for name, study in studies.items():
         path = results_dir / f"{name}.nc"
         attrs = _stored_attrs(path)
-        if _reusable(attrs, study):
+        if same_simulation(attrs, study):
             log(f"{name}: using stored {path}")
         else:
             if attrs is not None and attrs.get("study") == study.to_toml():
-                log(f"{name}: stored {path} was simulated by other mcmtj code "
-                    f"(code_sha256 {str(attrs.get('code_sha256'))[:12]}), simulating again")
+                log(f"{name}: stored {path} was simulated by other mcmtj code (simulation_sha256 "
+                    f"{str(attrs.get('simulation_sha256'))[:12]}), simulating again")
             shape = " x ".join(str(n) for n in study.sweep_shape)
             log(f"{name}: simulating {shape} sizes x {study.run.instances} instances per solution")
             ds = simulate(study, threads=threads, progress=None)
@@ -437,7 +431,7 @@ def ensure_results(
     first = next(iter(studies.values()))
     path = results_dir / f"{_DEVICES}.nc"
     attrs = _stored_attrs(path)
-    if not (_reusable(attrs, first) and int(attrs.get("n_devices", -1)) == n_device_samples):
+    if not (same_simulation(attrs, first) and int(attrs.get("n_devices", -1)) == n_device_samples):
         save(_compress(device_samples(first, n_device_samples)), path)
         log(f"devices: wrote {path}")
     paths[_DEVICES] = path
@@ -1381,6 +1375,14 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
     return text
 
 
+#: ``write.initial`` in words, for the report's setup line
+_INITIAL_WORDS = {
+    "ap": "as-fabricated random states reset to AP by one pulse of the same model",
+    "ap_ideal": "all-AP (ideal reset)",
+    "random": "as-fabricated random states (no reset)",
+}
+
+
 def _setup_text(ds: xr.Dataset) -> str:
     """The assumed device, write and read settings of a stored result, in words."""
     import tomllib
@@ -1393,8 +1395,12 @@ def _setup_text(ds: xr.Dataset) -> str:
         f"(x{dev['jc_asymmetry']:g} P->AP, {100 * dev['jc_sigma']:g} % spread), "
         f"Delta_sat {dev['delta_sat']:g}, beta {dev['beta']:g}",
         f"write '{wr['mode']}' {wr['voltage']:g} V / {wr['pulse_width'] * 1e9:g} ns from "
-        f"all-{wr['initial'].upper()}, half-select scheme '{wr.get('scheme', 'none')}'"
-        + (", write-verify" if wr.get("verify") else ""),
+        f"{_INITIAL_WORDS.get(wr['initial'], wr['initial'])}, half-select scheme "
+        f"'{wr.get('scheme', 'none')}'" + (", write-verify" if wr.get("verify") else "")
+        + (f", write pulses solved through the lines ('{wr.get('ir_solver', 'fast')}' solver, "
+           f"{wr.get('r_driver', 0.0):g} ohm drivers)"
+           if wr.get("ir_solver", "fast") != "off" and (rd.get("r_row") or rd.get("r_col"))
+           else ""),
         f"line resistance {rd.get('r_row', 0.0):g} / {rd.get('r_col', 0.0):g} ohm per row / "
         f"column segment, TMR read at "
         + ("each device's bias" if rd.get("bias_tmr") else "zero bias"),

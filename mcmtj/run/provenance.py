@@ -30,7 +30,8 @@ import numpy as np
 from mcmtj._version import __version__
 from mcmtj.numerics import _jit
 
-__all__ = ["dependency_versions", "git_revision", "input_hash", "provenance_attrs"]
+__all__ = ["dependency_versions", "git_revision", "input_hash", "provenance_attrs",
+           "same_simulation"]
 
 #: distributions whose versions are recorded (absent ones are recorded as "absent")
 _DISTRIBUTIONS = ("numpy", "numba", "xarray", "scikit-learn", "scipy", "zarr", "h5netcdf",
@@ -141,10 +142,35 @@ def provenance_attrs(prepared) -> dict[str, str]:
     dict
         ``version_<name>`` for :func:`dependency_versions`, ``git_revision``,
         ``code_sha256`` (of mcmtj's own sources: a development version is not pinned by
-        its version number) and ``input_sha256``; all strings.
+        its version number), ``simulation_sha256`` (of the sources that can change a
+        simulated result: all but the analysis, papers and CLI) and ``input_sha256``; all
+        strings.
     """
     attrs = {f"version_{k}": v for k, v in dependency_versions().items()}
     attrs["git_revision"] = git_revision()
     attrs["code_sha256"] = _jit.PACKAGE_STAMP  # read at call time: tests may patch it
+    attrs["simulation_sha256"] = _jit.SIMULATION_STAMP
     attrs["input_sha256"] = input_hash(prepared)
     return attrs
+
+
+def same_simulation(attrs, study) -> bool:
+    """Whether a stored result (its ``attrs``) stands for simulating ``study`` now.
+
+    True only when the stored study text equals ``study.to_toml()`` (configuration and
+    seed) and its ``simulation_sha256`` equals this mcmtj's: a result simulated by other
+    physics or engine code is never reused in a figure or report, while an edit of the
+    analysis, the reports or the CLI keeps it valid.
+
+    Parameters
+    ----------
+    attrs : mapping or None
+        The stored Dataset's attrs (None: nothing stored).
+    study : mcmtj.config.Study
+
+    Returns
+    -------
+    bool
+    """
+    return (attrs is not None and attrs.get("study") == study.to_toml()
+            and attrs.get("simulation_sha256") == _jit.SIMULATION_STAMP)
