@@ -12,8 +12,9 @@ Peers, side by side (repeats interleaved, medians):
   the bit-exact NumPy oracle of the kernel (every metric; loops over inputs on purpose);
 - ``aihwkit`` (optional): IBM aihwkit inference tiles through a custom binary-MTJ noise
   model, programmed in place once per instance (``program_analog_weights()``) and run on
-  the test set, as its inference tutorials do; in its own process (no numba thread pool
-  beside it), with ``torch.set_num_threads(T)``.
+  the test set, as its inference tutorials do; in processes of its own (no numba thread
+  pool beside it): T processes with ``torch.set_num_threads(1)`` and one with
+  ``torch.set_num_threads(T)``; ``aihwkit_best`` is the faster.
 
 Job (issue 6): Wine (scikit-learn, 142 train / 36 test samples, min-max inputs), a trained
 13 -> 15 -> 3 binary network (480 MTJs: 13 x 30 + 15 x 6), R_P = 5 kOhm, TMR = 100 %,
@@ -29,8 +30,8 @@ imported the script says so and how to install it.
 
 Prints instances/s of each, mcmtj's ratio to each, and every peer's mean accuracy with its
 standard error, as a check that they simulate the same job. Last line: ``key=value`` pairs:
-``instances_per_s`` (mcmtj), ``numpy_best_ratio``, each peer's rate and ratio, the thread
-counts of each side and the load average.
+``instances_per_s`` (mcmtj), ``numpy_best_ratio``, the pipeline's and aihwkit's best rate
+and ratio, the thread / process counts of each side and the load average.
 """
 
 from __future__ import annotations
@@ -196,25 +197,52 @@ def aihwkit_child(n: int, threads: int, seed: int) -> dict:
         return acc
 
     go(16)  # warm-up
-    t0 = time.perf_counter()
+    print("READY", flush=True)
+    sys.stdin.readline()  # the parent's start signal: all processes start together
+    start = time.time()  # wall clock: comparable across the parallel processes
     acc = go(n)
+    end = time.time()
     import aihwkit
 
-    return {"seconds": time.perf_counter() - t0, "acc": acc.tolist(),
+    return {"start": start, "end": end, "acc": acc.tolist(),
             "versions": f"aihwkit {aihwkit.__version__}, torch {torch.__version__}",
             "threads": torch.get_num_threads()}
 
 
-def run_aihwkit(python: str, n: int, threads: int, seed: int):
-    """aihwkit in a child process; returns its result dict, or the reason it did not run."""
-    cmd = [python, __file__, "--aihwkit-child", "--aihwkit-instances", str(n), "--threads",
-           str(threads), "--seed", str(seed)]
+def run_aihwkit(python: str, n: int, processes: int, threads: int, seed: int):
+    """aihwkit in ``processes`` child processes of ``threads`` torch threads each, n
+    instances split among them, started together after their warm-ups; returns (result
+    dict with the wall time of the parallel run, accuracies), or the reason it did not run."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        return (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return json.loads(lines[-1][len("RESULT "):])
+    procs = []
+    for i in range(processes):
+        m = n // processes + (i < n % processes)
+        cmd = [python, __file__, "--aihwkit-child", "--aihwkit-instances", str(m),
+               "--threads", str(threads), "--seed", str(1000 * seed + i)]
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env))
+    for proc in procs:  # wait for every warm-up
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            for other in procs:
+                other.kill()
+            err = proc.communicate()[1]
+            return (err.strip().splitlines() or ["no output"])[-1]
+    for proc in procs:
+        proc.stdin.write("GO\n")
+        proc.stdin.flush()
+    outs = [proc.communicate() for proc in procs]
+    results = []
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            return (err.strip().splitlines() or ["no output"])[-1]
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    # from the first start to the last end of the timed loops (not the processes' exits,
+    # which take seconds for torch)
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return {"seconds": wall, "acc": sum((r["acc"] for r in results), []),
+            "versions": results[0]["versions"], "threads": results[0]["threads"]}
 
 
 def main():
@@ -256,8 +284,10 @@ def main():
     pools = {f"numpy_{T}proc_blas1": NumpyPool(T, 1), f"numpy_1proc_blas{T}": NumpyPool(1, T)}
     for pool in pools.values():
         pool.run(numpy_core_accuracy, lean, 64 * pool.processes, 99)  # start + import
+    aihwkit_modes = {f"aihwkit_{T}proc_torch1": (T, 1), f"aihwkit_1proc_torch{T}": (1, T)}
     counts = {"mcmtj": args.instances, **{name: args.numpy_instances for name in pools},
-              "pipeline": args.pipeline_instances, "aihwkit": args.aihwkit_instances}
+              "pipeline": args.pipeline_instances,
+              **{name: args.aihwkit_instances for name in aihwkit_modes}}
     local = {"mcmtj": peer_mcmtj(study, prep, args.instances, T)}
     if args.pipeline_instances:
         local["pipeline"] = peer_pipeline(study, prep, args.pipeline_instances)
@@ -265,7 +295,8 @@ def main():
     # repeats interleaved across peers, so a change of machine load hits all of them alike
     times = {name: [] for name in counts}
     accs = {}
-    aihwkit_info = None
+    aihwkit_info = ""
+    aihwkit_failed = False
     for r in range(args.repeats):
         for name, go in local.items():
             t0 = time.perf_counter()
@@ -274,40 +305,48 @@ def main():
         for name, pool in pools.items():
             accs[name], t = pool.run(numpy_core_accuracy, lean, args.numpy_instances, r)
             times[name].append(t)
-        if args.aihwkit_instances and not isinstance(aihwkit_info, str):
-            out = run_aihwkit(args.aihwkit_python, args.aihwkit_instances, T, r)
+        for name, (procs, threads) in aihwkit_modes.items():
+            if not args.aihwkit_instances or aihwkit_failed:
+                break
+            out = run_aihwkit(args.aihwkit_python, args.aihwkit_instances, procs, threads, r)
             if isinstance(out, str):
-                aihwkit_info = out
+                aihwkit_failed = True
                 print(f"aihwkit: skipped ({out}); to include it: {AIHWKIT_INSTALL}")
             else:
-                aihwkit_info = out["versions"] + f", torch threads {out['threads']}"
-                accs["aihwkit"] = np.array(out["acc"])
-                times["aihwkit"].append(out["seconds"])
+                aihwkit_info = out["versions"]
+                accs[name] = np.array(out["acc"])
+                times[name].append(out["seconds"])
     for pool in pools.values():
         pool.close()
 
     rates = {name: counts[name] / statistics.median(t) for name, t in times.items() if t}
     labels = {"mcmtj": f"{T} numba threads, every metric",
-              "pipeline": "project NumPy oracle, not a baseline; 1 process",
-              "aihwkit": f"{aihwkit_info}; own process"}
+              "pipeline": "project NumPy oracle, not a baseline; 1 process"}
     for name, pool in pools.items():
         labels[name] = f"lean NumPy, {pool.processes} process(es) x BLAS {pool.blas} thread(s)"
+    for name, (procs, threads) in aihwkit_modes.items():
+        labels[name] = f"{aihwkit_info}, {procs} process(es) x {threads} torch thread(s)"
     for name, rate in rates.items():
         m, se = mean_se(accs[name])
-        print(f"{name:18s} {accs[name].size:>8d} instances  {rate:.3e} inst/s  "
+        print(f"{name:20s} {accs[name].size:>8d} instances  {rate:.3e} inst/s  "
               f"mean accuracy {m:.4f} +- {se:.4f}  mcmtj / this {rates['mcmtj'] / rate:.3g}  "
               f"({labels[name]})")
     best = max(pools, key=lambda name: rates[name])
     line = (f"instances_per_s={rates['mcmtj']:.4g} numpy_best_instances_per_s={rates[best]:.4g} "
             f"numpy_best_ratio={rates['mcmtj'] / rates[best]:.3g}")
-    for name in ("pipeline", "aihwkit"):
-        if name in rates:
-            line += (f" {name}_instances_per_s={rates[name]:.4g} "
-                     f"mcmtj_vs_{name}={rates['mcmtj'] / rates[name]:.3g}")
+    if "pipeline" in rates:
+        line += (f" pipeline_instances_per_s={rates['pipeline']:.4g} "
+                 f"mcmtj_vs_pipeline={rates['mcmtj'] / rates['pipeline']:.3g}")
+    ran = [name for name in aihwkit_modes if name in rates]
+    if ran:
+        best_ai = max(ran, key=lambda name: rates[name])
+        line += (f" aihwkit_best_instances_per_s={rates[best_ai]:.4g} "
+                 f"aihwkit_best_ratio={rates['mcmtj'] / rates[best_ai]:.3g}")
     line += (f" mcmtj_threads={T} numpy_processes={pools[best].processes} "
              f"numpy_blas_threads={pools[best].blas}")
-    if "aihwkit" in rates:
-        line += f" torch_threads={T}"
+    if ran:
+        procs, threads = aihwkit_modes[best_ai]
+        line += f" aihwkit_processes={procs} torch_threads={threads}"
     print(f"{line} load_avg={load_average()}")
 
 
