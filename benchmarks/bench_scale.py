@@ -16,6 +16,7 @@ Times exclude start-up (numba compile or cache load, cluster start): a first pro
 fills numba's cache, and each measuring process first runs a small warm-up. Last line::
 
     peak_rss_mb=<store run> store_ratio=<store/memory rate> dask_ratio=<dask/memory rate>
+    workers=<W> load_avg=<1/5/15 min>
 
 ``peak_rss_mb`` is the resident memory sampled during the streamed run (the process's
 lifetime peak, which also counts numba compiling when the cache is cold, is printed
@@ -177,8 +178,9 @@ def main():
     if cpu:
         # CPU time does not depend on how busy a shared machine is: the store's own cost
         print(f"store/memory CPU time (median over rounds): {statistics.median(cpu):.3f}")
+    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"peak_rss_mb={peak:.0f} store_ratio={ratio['store']:.3f} "
-          f"dask_ratio={ratio['dask']:.3f}")
+          f"dask_ratio={ratio['dask']:.3f} workers={args.workers} load_avg={load}")
 
 
 if __name__ == "__main__":

@@ -131,10 +131,16 @@ def _round4(n):
 def _activate_row(row, n, off, gnorm, b, kind, threshold):
     """In place: row[s] = act((row[s] + off) / gnorm + b) for s < n, ``off`` being the
     column pair's comparator offset; one branch-free loop per kind so that LLVM vectorises
-    it (kind 0: tanh, 1: sign, 2: identity)."""
+    it (kind 0: tanh, 1: sign, 2: identity). A unit gain skips its division (exact)."""
     if kind == 0:
-        for s in range(n):
-            row[s] = tanh((row[s] + off) / gnorm + b)
+        if gnorm == 1.0:
+            # x / 1.0 == x bit for bit (NaN and signed zeros too); the division was a third of
+            # the activation's time, and a unit gain is the default
+            for s in range(n):
+                row[s] = tanh((row[s] + off) + b)
+        else:
+            for s in range(n):
+                row[s] = tanh((row[s] + off) / gnorm + b)
     elif kind == 1:
         for s in range(n):
             row[s] = 1.0 if (row[s] + off) / gnorm + b >= threshold else -1.0
@@ -196,10 +202,15 @@ def _forward_counts(weff, layer_in, layer_out, bias, offs, X, y, sw_pred, gnorm,
     correct = 0
     agree = 0
     for s in range(n_samples):
+        # first maximum, as selects: the data-dependent branch mispredicted on every
+        # close sample (NaN never wins, as before: a comparison with NaN is false)
         best = 0
+        top = src[0, s]
         for k in range(1, n_out):
-            if src[k, s] > src[best, s]:
-                best = k
+            v = src[k, s]
+            wins = v > top
+            best = k if wins else best
+            top = v if wins else top
         pred[s] = best
         correct += best == y[s]
         agree += best == sw_pred[s]
@@ -374,17 +385,38 @@ def _sample_devices(states, layer_in, layer_out, fp, rows, cols, die, w_dev, var
         normals_from_words(w_dev[: _WORDS_DEVICE * n_dev], z, tails, tbuf)
     else:
         z[:] = 0.0
+    # Two passes: the nested loop only places targets and gradient positions; the flat loop
+    # (exp, division) then vectorises over the devices (the nested form with the per-cell
+    # position kept it scalar). With both gradients zero, u does not enter the result:
+    # d0 (1 + 0 u) + dd == d0 + dd exactly, so u = 0 gives the same bits.
+    gradients = fp[F_GRAD_D] != 0.0 or fp[F_GRAD_RA] != 0.0
+    dd, ra_die, dtmr, jcf, cphi, sphi = die
     k = 0
     for l in range(layer_in.shape[0]):
         for r in range(layer_in[l]):
             for c in range(2 * layer_out[l]):
-                g_p, diam, tmr = _device_params(z[3 * k], z[3 * k + 1], z[3 * k + 2], r, c,
-                                                rows, cols, fp, die)
-                devp[0, k] = g_p
-                devp[1, k] = diam
-                devp[2, k] = tmr
                 tflat[k] = states[l, r, c]
+                devp[1, k] = (((c + 0.5) / cols - 0.5) * cphi + ((r + 0.5) / rows - 0.5) * sphi
+                              if gradients else 0.0)
                 k += 1
+    d0 = fp[F_D0]
+    g_d = fp[F_GRAD_D]
+    ra0 = fp[F_RA0]
+    g_ra = fp[F_GRAD_RA]
+    s_d = fp[F_SD]
+    s_ra = fp[F_SRA]
+    tmr0 = fp[F_TMR0] + dtmr
+    s_tmr = fp[F_STMR]
+    for k in range(n_dev):
+        # :func:`_device_params`, term for term
+        u = devp[1, k]
+        g_p, diam = _sample_parallel_conductance_jit(
+            z[3 * k], z[3 * k + 1], d0 * (1.0 + g_d * u) + dd, s_d,
+            ra0 * (1.0 + g_ra * u) * ra_die, s_ra)
+        tmr = tmr0 + s_tmr * z[3 * k + 2]
+        devp[0, k] = g_p
+        devp[1, k] = diam
+        devp[2, k] = 0.0 if tmr < 0.0 else tmr
     return n_dev
 
 
@@ -445,7 +477,7 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
     # vectorises; the switching model needs a scalar loop over the devices it touches.
     vw = fp[F_VW]
     n_reset_err = 0
-    if mode >= WRITE_PHYSICS or (reset and mode != 0):
+    if mode >= WRITE_PHYSICS:
         for k in range(n_dev):
             d = dflat[k]
             fab = (w_wr[2 * k] & np.uint32(1)) if init_random else STATE_AP
@@ -474,12 +506,21 @@ def _simulate_instance(k0, k1, solution, instance, states, layer_in, layer_out, 
                 pflat[k] = _pulse_probability(fp, mode, s0, devp[0, k], devp[2, k], ic, ic_rev,
                                               delta, vw)
     else:
+        # 'ideal' and 'fixed': every pulse switches with the same probability p, so the
+        # pass (the general loop's :func:`_reset_state` case by case) is branch-free and
+        # vectorises; it was a third of the core job's time as a scalar loop. Reset: a
+        # free device fabricated P gets a pulse towards AP and stays P when its uniform is
+        # >= p (never in 'ideal' mode, where p = 1 and the reset lane is not filled: any
+        # word gives u < 1); a failure is counted for devices without defect only.
+        p = 1.0 - fp[F_ERROR_RATE] if mode != 0 else 1.0
         for k in range(n_dev):
             d = dflat[k]
-            # ideal mode: a reset always succeeds; fixed mode gets here without reset only
-            s0 = (w_wr[2 * k] & np.uint32(1)) if init_random and not reset else STATE_AP
+            fab = (w_wr[2 * k] & np.uint32(1)) if init_random else np.uint32(STATE_AP)
+            stays_p = (fab == STATE_P) & (u32_word_to_uniform(w_rs[k]) >= p)
+            s0 = (STATE_P if stays_p else STATE_AP) if reset else fab
+            n_reset_err += reset & stays_p & (d == 0)
             sflat[k] = STATE_P if d == DEFECT_STUCK_P else STATE_AP if d == DEFECT_STUCK_AP else s0
-        pflat[:n_dev] = 1.0 - fp[F_ERROR_RATE] if mode != 0 else 1.0
+        pflat[:n_dev] = p
     g_short = 1.0 / fp[F_RSHORT]
     n_stuck = 0
     n_short = 0
