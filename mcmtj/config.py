@@ -235,8 +235,9 @@ class WriteConfig(_Section):
     voltage: float = _f(0.6, "write pulse amplitude V_w", "V", 0.0, 100.0, lo_open=True)
     pulse_width: float = _f(20e-9, "write pulse width t_w", "s", 0.0, 1.0, lo_open=True)
     initial: str = _f("ap", "before writing: 'ap' (as-fabricated random states, then a reset "
-                      "pulse towards AP with the write's amplitude, width and switching model; "
-                      "a failed reset leaves the device P), 'ap_ideal' (every device exactly "
+                      "pulse towards AP with the write's amplitude, width and switching model, "
+                      "at the driver's amplitude: no line drop, no disturbs; a failed reset "
+                      "leaves the device P), 'ap_ideal' (every device exactly "
                       "AP) or 'random' (as-fabricated random states, no reset)",
                       choices=("ap", "ap_ideal", "random"))
     switching: str = _f("model", "switching probability in 'physics' mode: 'model' (the device "

@@ -8,12 +8,50 @@ automatically). Without the data they are skipped, unless ``MCMTJ_REQUIRE_DATA=1
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 NIST_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nist-wine"
 REQUIRE_DATA = "MCMTJ_REQUIRE_DATA"
+
+
+# Compiles the engine's kernels into numba's on-disk cache: run once per kernel family
+# (``core`` or ``circuit``) in its own process, before the test workers start.
+_WARM_UP = """
+import sys
+import mcmtj
+from mcmtj.run.block import make_plan, run_block
+study = mcmtj.Study().replace(**{"network.n_solutions": 1, "network.epochs": 2})
+if sys.argv[1] == "circuit":
+    study = study.replace(**{"write.scheme": "v2", "read.r_wire": 1.0})
+run_block(make_plan(study), 0, 0, 1, 0, 2)
+"""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """Under pytest-xdist, compile the two big kernel families side by side first.
+
+    Cold, they take about a minute (core) and two (circuit) of numba's single-threaded
+    compiler. Left to the workers, every worker whose first test needs a kernel compiles
+    it at the same time as the others; compiled here in two processes at once, each is
+    compiled once and the workers load it from the cache. Runs in the controlling
+    process only and only with two or more workers; a warm cache makes it a few seconds.
+    """
+    config = session.config
+    if hasattr(config, "workerinput") or (getattr(config.option, "numprocesses", 0) or 0) < 2:
+        return
+    procs = [subprocess.Popen([sys.executable, "-c", _WARM_UP, kind],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for kind in ("circuit", "core")]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:  # the tests themselves will show the error in full
+            print(f"kernel warm-up failed ({proc.args[-1]}): {err.strip()[-500:]}",
+                  file=sys.stderr)
 
 
 def nist_wine_path() -> Path:
