@@ -17,7 +17,7 @@ Steps, meeting only through files (like :mod:`mcmtj.papers.goodwill2022`):
 
 1. :func:`ensure_results` samples the scored dies, trains the three solution sets and scores
    every solution on every scored die and on the further sampled dies; stored as
-   ``<results>/evaluation.nc`` (reused while the study, sizes and code version match);
+   ``<results>/evaluation.nc`` (reused while the study, sizes and mcmtj's source hash match);
 2. :func:`analyse` computes the method means and the paired intervals;
 3. :func:`write_report` and :func:`draw_figures` read the stored file only; the reading is
    generated from the intervals.
@@ -50,6 +50,7 @@ import xarray as xr
 from mcmtj.config import Study, load_study
 from mcmtj.networks.data import DataSplit
 from mcmtj.networks.trainer import BinaryMLP, map_weights
+from mcmtj.numerics import _jit
 from mcmtj.physics.device import nominal_conductances, sample_parallel_conductance
 
 __all__ = [
@@ -350,8 +351,11 @@ def _score_on_dies(weights, biases, X, y, maps, per_solution_die=False):
 
 
 def _stamp(study: Study, sizes: Mapping[str, int]) -> str:
+    # the package hash too: the evaluation is computed by this module, the trainer and the
+    # device model, so any edit of mcmtj must evaluate again rather than report old numbers
     text = json.dumps({"study": study.to_dict(), "sizes": dict(sizes), "version": _VERSION,
-                       "test_size": TEST_SIZE}, sort_keys=True, default=str)
+                       "test_size": TEST_SIZE, "code": _jit.PACKAGE_STAMP},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
