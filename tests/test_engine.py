@@ -241,3 +241,16 @@ def test_reset_errors_follow_the_reset_probability(nist_study):
     ideal = mcmtj.simulate(study.replace(**{"write.initial": "ap_ideal"}), seed=8, instances=50,
                            prepared=mcmtj.prepare(study))
     assert (ideal.n_reset_errors == 0).all()
+
+
+def test_packed_data_are_writeable_so_one_kernel_type_serves_every_data_set(nist_study,
+                                                                             nist_prepared):
+    # the loaded NIST arrays are read-only; numba would compile the chunk kernel again
+    # (minutes) for read-only inputs, so the packed copies handed to it must be writeable
+    from mcmtj.run.block import _pack
+
+    data = nist_prepared.data
+    assert not data.X_train.flags.writeable
+    pk = _pack(nist_prepared, nist_study)
+    for x in (pk.X_eval, pk.y_eval, pk.X_train, pk.y_train):
+        assert x.flags.writeable and x.flags.c_contiguous

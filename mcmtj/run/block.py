@@ -259,13 +259,16 @@ def _pack(prep: Prepared, study: Study) -> _Packed:
         X_eval, y_eval = data.X_test, data.y_test
     else:
         X_eval, y_eval = data.X_train, data.y_train
-    X_eval = np.ascontiguousarray(X_eval.T, dtype=np.float64)
-    X_train = np.ascontiguousarray(data.X_train.T, dtype=np.float64)
+    # C-contiguous and writeable, always: numba types a read-only array (the loaded data
+    # sets are read-only, and a transposed view of them may need no copy) as another type,
+    # and compiles the whole chunk kernel again for it (minutes)
+    X_eval = np.require(X_eval.T, np.float64, ["C", "W"])
+    X_train = np.require(data.X_train.T, np.float64, ["C", "W"])
     return _Packed(
         states, weights, bias,
         np.array([n for n, _ in shapes], np.int64), np.array([m for _, m in shapes], np.int64),
-        X_eval, np.ascontiguousarray(y_eval, np.int64), X_train,
-        np.ascontiguousarray(data.y_train, np.int64), X_eval @ X_eval.T,
+        X_eval, np.require(y_eval, np.int64, ["C", "W"]), X_train,
+        np.require(data.y_train, np.int64, ["C", "W"]), X_eval @ X_eval.T,
     )
 
 
