@@ -369,6 +369,11 @@ def test_cli_bad_input_leaves_no_store(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
 
 
+# 40 s in CI (a subprocess run of 200 blocks, killed, then resumed): slow; the in-process
+# crash (test_crashed_run_resumes_to_the_uninterrupted_dataset) and benchmarks/faults.py's
+# kill faults cover the same resume path; a real SIGKILL stays in the default run in
+# tests/test_faults.py (test_sigkill_during_a_netcdf_write_...)
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     study = tmp_path / "kill.toml"
     study.write_text(TINY_TOML.format(instances=2000))
