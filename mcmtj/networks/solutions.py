@@ -133,16 +133,7 @@ class SolutionSet:
             frozen_biases.append(_readonly(bias, np.float64))
         if n_solutions == 0:
             raise ValueError("states: need at least one solution")
-        if self.hidden_activation not in HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"hidden_activation: expected one of {HIDDEN_ACTIVATIONS}, "
-                f"got {self.hidden_activation!r}"
-            )
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(
-                f"output_activation: expected one of {OUTPUT_ACTIVATIONS}, "
-                f"got {self.output_activation!r}"
-            )
+        check_activations(self.hidden_activation, self.output_activation)
         try:
             threshold = float(self.threshold)
         except (TypeError, ValueError):
@@ -280,6 +271,19 @@ def _as_tuple(values, field: str) -> tuple:
     return tuple(values)
 
 
+def check_activations(hidden_activation: str, output_activation: str) -> None:
+    """Raise ``ValueError`` naming the field unless both activations are known ones
+    (:data:`HIDDEN_ACTIVATIONS`, :data:`OUTPUT_ACTIVATIONS`)."""
+    if hidden_activation not in HIDDEN_ACTIVATIONS:
+        raise ValueError(
+            f"hidden_activation: expected one of {HIDDEN_ACTIVATIONS}, got {hidden_activation!r}"
+        )
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(
+            f"output_activation: expected one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}"
+        )
+
+
 def _readonly(values, dtype) -> np.ndarray:
     array = np.array(values, dtype=dtype)
     array.setflags(write=False)
@@ -340,14 +344,7 @@ def forward(
         raise ValueError(
             f"biases: {len(biases)} layers, but weights has {len(weights)} (need >= 1)"
         )
-    if hidden_activation not in HIDDEN_ACTIVATIONS:
-        raise ValueError(
-            f"hidden_activation: expected one of {HIDDEN_ACTIVATIONS}, got {hidden_activation!r}"
-        )
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ValueError(
-            f"output_activation: expected one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}"
-        )
+    check_activations(hidden_activation, output_activation)
     gnorm = float(gnorm)
     if not (np.isfinite(gnorm) and gnorm > 0):
         raise ValueError(f"gnorm: must be a positive number, got {gnorm}")

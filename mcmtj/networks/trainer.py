@@ -25,7 +25,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from mcmtj.networks.solutions import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, SolutionSet, forward
+from mcmtj.networks.solutions import SolutionSet, check_activations, forward
 
 __all__ = ["TRAINING_MODES", "BinaryMLP", "check_device_map", "map_weights"]
 
@@ -328,16 +328,7 @@ class BinaryMLP(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"ternary_threshold: expected a number >= 0, got {self.ternary_threshold!r}"
             )
-        if self.hidden_activation not in HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"hidden_activation: expected one of {HIDDEN_ACTIVATIONS}, "
-                f"got {self.hidden_activation!r}"
-            )
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(
-                f"output_activation: expected one of {OUTPUT_ACTIVATIONS}, "
-                f"got {self.output_activation!r}"
-            )
+        check_activations(self.hidden_activation, self.output_activation)
         if self.training not in TRAINING_MODES:
             raise ValueError(
                 f"training: expected one of {TRAINING_MODES}, got {self.training!r}"
