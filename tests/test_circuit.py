@@ -11,10 +11,15 @@ import scipy.sparse.linalg as spla
 
 from mcmtj.physics._circuit_kernels import (
     GS_TOL,
+    IR_FAST,
     _gs_max_sweeps,
     _gs_promising,
+    _line_relax,
     _transfer_gs,
     _transfer_work_size,
+    _write_bias_kernel,
+    _write_sources,
+    _write_work_size,
 )
 from mcmtj.physics.circuit import (
     node_voltages,
@@ -629,3 +634,47 @@ def test_write_validates_inputs():
         write_voltages(G, 0, 0, 0.5, scheme="v4")
     with pytest.raises(ValueError, match="i must"):
         write_voltages(G, 3, 0, 0.5)
+
+
+@pytest.mark.parametrize("scheme, shape", [("v2", (5, 4)), ("v3", (4, 6))])
+def test_write_sweeps_same_bits_as_line_by_line_relaxation(scheme, shape):
+    """The fast solver's Gauss-Seidel sweeps run every row line (then every column line)
+    side by side with pivots factorised once; against one ``_line_relax`` call per line and
+    sweep in plain Python loops, from the same start: same sweeps, same bits."""
+    m, n = shape
+    rng = np.random.default_rng(5)
+    G = mtj_array(rng, m, n, 60e-9, p_short=0.1)
+    G[0, 1] = 0.0  # an open device
+    r_row, r_col, r_drv, amp, i, j = 10.0, 7.0, 20.0, 0.6, m - 2, 1
+    row_src, col_src = np.zeros(m), np.zeros(n)
+    _write_sources({"v2": 1, "v3": 2}[scheme], amp, i, j, row_src, col_src)
+    work = np.zeros(_write_work_size(m, n))
+
+    def solve(max_sweeps):
+        a, b = np.zeros((m, n)), np.zeros((m, n))
+        # accept = 0: always refine (the one-step answer's estimate is never below 0)
+        out = _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, i, j, IR_FAST, 0.0,
+                                 1e-9, max_sweeps, work, a, b)
+        return out, a, b
+
+    _, a, b = solve(0)  # the sweeps' starting point
+    g_r, g_c, gd_r, gd_c = 1 / r_row, 1 / r_col, 1 / (r_row + r_drv), 1 / (r_col + r_drv)
+    d, e, x = np.zeros(max(m, n)), np.zeros(max(m, n)), np.zeros(m)
+    sweeps_ref = 0
+    while sweeps_ref < 100:
+        sweeps_ref += 1
+        change = 0.0
+        for r in range(m):
+            change = max(change, _line_relax(G[r], b[r].copy(), g_r, gd_r, row_src[r], d[:n],
+                                             e[:n], a[r]))
+        for c in range(n):
+            x[:] = b[::-1, c]
+            change = max(change, _line_relax(G[::-1, c].copy(), a[::-1, c].copy(), g_c, gd_c,
+                                             col_src[c], d[:m], e[:m], x))
+            b[::-1, c] = x
+        if change <= 1e-9 * amp:
+            break
+    (sweeps, ok), a_new, b_new = solve(2000)
+    assert ok and sweeps == sweeps_ref > 1
+    np.testing.assert_array_equal(a_new, a)
+    np.testing.assert_array_equal(b_new, b)

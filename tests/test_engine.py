@@ -254,3 +254,33 @@ def test_packed_data_are_writeable_so_one_kernel_type_serves_every_data_set(nist
     pk = _pack(nist_prepared, nist_study)
     for x in (pk.X_eval, pk.y_eval, pk.X_train, pk.y_train):
         assert x.flags.writeable and x.flags.c_contiguous
+
+
+def test_class_choice_is_the_first_maximum_of_tanh():
+    """The output layer's tanh is taken only where it can decide the class (close calls,
+    saturation, NaN); the class must be the first maximum of tanh(z) everywhere. A one-layer
+    network with identity weights puts z = X on the outputs."""
+    from mcmtj.kernels import _engine_kernels as K
+
+    rng = np.random.default_rng(2)
+    z = rng.uniform(-6.0, 6.0, (3, 400))  # well-separated: the class is argmax z
+    special = np.array([
+        [25.0, 30.0, 3.0],  # tanh(25) == tanh(30) == 1.0: the first one
+        [-1.0, 40.0, 40.0],  # an exact tie in z: the first one
+        [np.nan, 1.0, 2.0],  # NaN never wins, but it is the start of the scan
+        [1.0, np.nan, 0.5],
+        [0.3, 0.3 + 1e-15, 0.2],  # closer than the skip's gap: decided by tanh itself
+        [7.9, 8.1, -1.0],  # beyond the skip's range
+        [-30.0, -25.0, -40.0],  # tanh(-25) == tanh(-30) == -1.0: the first one
+    ]).T
+    X = np.ascontiguousarray(np.concatenate([z, special], axis=1))
+    weights = np.eye(3)[None]
+    ip = np.zeros(K.N_IP, np.int64)
+    ip[K.I_OUT_TANH] = 1
+    out = np.empty((1, X.shape[1]), np.int64)
+    K.software_predictions(weights, np.array([3]), np.array([3]), np.zeros((1, 3)), X,
+                           np.array([1.0]), ip, np.zeros(K.N_FP), out)
+    np.testing.assert_array_equal(out[0, :400], np.argmax(np.tanh(z), axis=0))
+    t = np.tanh(np.fmin(np.abs(special), 20.0)) * np.sign(special)  # saturation as the kernel's
+    assert t[0, 0] == t[1, 0] and t[1, 6] == t[0, 6]  # the premise of the saturated cases
+    np.testing.assert_array_equal(out[0, 400:], [0, 1, 0, 0, 1, 1, 0])

@@ -144,6 +144,9 @@ def _activate_row(row, n, off, gnorm, b, kind, threshold):
     elif kind == 1:
         for s in range(n):
             row[s] = 1.0 if (row[s] + off) / gnorm + b >= threshold else -1.0
+    elif gnorm == 1.0:
+        for s in range(n):
+            row[s] = (row[s] + off) + b
     else:
         for s in range(n):
             row[s] = (row[s] + off) / gnorm + b
@@ -171,6 +174,32 @@ def _weighted_sums(w, layer, j, n_in, src, dst, n):
             dst[s] += x[s] * wf
 
 
+# When the class is the first maximum of tanh(z) over the outputs, the first maximum of z
+# itself is that class wherever the runner-up z2 is far enough below the top z1 for the
+# computed tanh to keep them apart: true tanh rises by at least (z1 - z2) exp(-2 M) between
+# them (sech^2 x >= exp(-2|x|), M = max(|z1|, |z2|)), and the computed one is within
+# TANH_ERR of it (tests/test_fastmath.py: within 4 ulp of NumPy's, itself within a few ulp;
+# 1e-14 leaves a margin of about ten). With M <= TANH_SKIP_M, a gap above TANH_SKIP_GAP
+# exceeds 2 TANH_ERR exp(2 M) = 1.8e-7 five times over; every other sample (ties, large or
+# NaN pre-activations) takes the tanh of its outputs, so the class is the same bit for bit.
+TANH_ERR = 1e-14
+TANH_SKIP_M = 8.0
+TANH_SKIP_GAP = 1e-6
+
+
+@kernel
+def _first_max_tanh(z, s, n_out):
+    """First maximum of tanh(z[k, s]) over k < n_out (NaN never wins, unless at k = 0)."""
+    best = 0
+    top = tanh(z[0, s])
+    for k in range(1, n_out):
+        v = tanh(z[k, s])
+        if v > top:
+            best = k
+            top = v
+    return best
+
+
 @kernel
 def _forward_counts(weff, layer_in, layer_out, bias, offs, X, y, sw_pred, gnorm, hidden_sign,
                     threshold, out_tanh, raw0, act_a, act_b, pred):
@@ -185,7 +214,9 @@ def _forward_counts(weff, layer_in, layer_out, bias, offs, X, y, sw_pred, gnorm,
     n_layers = layer_in.shape[0]
     n_samples = X.shape[1]
     hidden_kind = 1 if hidden_sign else 0
-    out_kind = 0 if out_tanh else 2
+    # The output rows keep their pre-activations z: tanh is taken in the class choice below,
+    # and only where it can decide (it is monotone), which saves the output layer's tanh.
+    out_kind = 2
     src = act_a
     dst = act_b
     for l in range(n_layers):
@@ -211,6 +242,14 @@ def _forward_counts(weff, layer_in, layer_out, bias, offs, X, y, sw_pred, gnorm,
             wins = v > top
             best = k if wins else best
             top = v if wins else top
+        if out_tanh:  # see TANH_SKIP_GAP; inline, the call only for the rare close calls
+            second = -math.inf
+            for k in range(n_out):
+                v = src[k, s]
+                second = v if (k != best and v > second) else second
+            if not (top - second > TANH_SKIP_GAP and abs(top) <= TANH_SKIP_M
+                    and abs(second) <= TANH_SKIP_M):
+                best = _first_max_tanh(src, s, n_out)
         pred[s] = best
         correct += best == y[s]
         agree += best == sw_pred[s]

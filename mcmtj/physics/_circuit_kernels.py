@@ -1138,7 +1138,94 @@ def _write_sources(scheme, amplitude, r, c, row_src, col_src):
 @kernel
 def _write_work_size(m, n):
     """Length of the ``work`` buffer ``_write_bias_kernel`` needs for an m x n array."""
-    return max(_solve_work_size(m, n) + 2 * (m + n), 8 * max(m, n))
+    return max(_solve_work_size(m, n) + 2 * (m + n), 8 * max(m, n) + 5 * m * n)
+
+
+@kernel
+def _write_sweeps(G, g_row, g_col, gd_row, gd_col, row_src, col_src, limit, max_sweeps, work,
+                  a, b):
+    """Line Gauss-Seidel sweeps of ``_write_bias_kernel`` (resistive rows and columns) from
+    the node voltages in ``a`` and ``b`` until no node moves by more than ``limit`` (V), at
+    most ``max_sweeps``; returns (sweeps, converged). ``work``: 5 m n floats.
+
+    The arithmetic of ``_line_relax`` line by line, laid out for speed: within a sweep the
+    row lines are independent of each other (they see only the column nodes), and so are
+    the column lines, so each phase runs all its lines side by side, position by position
+    (the innermost loop over lines vectorises, and the tridiagonal solves' chains of
+    divisions no longer wait on each other); each line's pivots depend on its conductances
+    only, so they are factorised once, not every sweep. The same operations on the same
+    numbers as one ``_line_relax`` per line and sweep: the same bits (tested).
+    """
+    m, n = G.shape
+    mn = m * n
+    # position-major layouts: rows (position j, line i), columns (position t from the
+    # driver, i.e. row m - 1 - t, line j)
+    GT = work[0:mn].reshape((n, m))
+    DR = work[mn : 2 * mn].reshape((n, m))
+    XR = work[2 * mn : 3 * mn].reshape((n, m))
+    DC = work[3 * mn : 4 * mn].reshape((m, n))
+    XC = work[4 * mn : 5 * mn].reshape((m, n))
+    for i in range(m):
+        for j in range(n):
+            GT[j, i] = G[i, j]
+    # pivots (_line_pivots), the leak part e kept in X until it is overwritten below
+    for i in range(m):
+        XR[0, i] = gd_row + GT[0, i]
+    for j in range(n - 1):
+        for i in range(m):
+            DR[j, i] = XR[j, i] + g_row
+            XR[j + 1, i] = GT[j + 1, i] + g_row * XR[j, i] / DR[j, i]
+    for i in range(m):
+        DR[n - 1, i] = XR[n - 1, i]
+    for j in range(n):
+        XC[0, j] = gd_col + G[m - 1, j]
+    for t in range(m - 1):
+        for j in range(n):
+            DC[t, j] = XC[t, j] + g_col
+            XC[t + 1, j] = G[m - 2 - t, j] + g_col * XC[t, j] / DC[t, j]
+    for j in range(n):
+        DC[m - 1, j] = XC[m - 1, j]
+    for sweep in range(1, max_sweeps + 1):
+        change = 0.0
+        # row lines against the column nodes (_line_relax, then _line_solve)
+        for j in range(n):
+            for i in range(m):
+                XR[j, i] = GT[j, i] * b[i, j]
+        for i in range(m):
+            XR[0, i] += gd_row * row_src[i]
+        for j in range(1, n):
+            for i in range(m):
+                XR[j, i] = XR[j, i] + g_row * XR[j - 1, i] / DR[j - 1, i]
+        for i in range(m):
+            XR[n - 1, i] = XR[n - 1, i] / DR[n - 1, i]
+        for j in range(n - 2, -1, -1):
+            for i in range(m):
+                XR[j, i] = (XR[j, i] + g_row * XR[j + 1, i]) / DR[j, i]
+        for i in range(m):
+            for j in range(n):
+                change = max(change, abs(XR[j, i] - a[i, j]))
+                a[i, j] = XR[j, i]
+        # column lines against the new row nodes
+        for t in range(m):
+            for j in range(n):
+                XC[t, j] = G[m - 1 - t, j] * a[m - 1 - t, j]
+        for j in range(n):
+            XC[0, j] += gd_col * col_src[j]
+        for t in range(1, m):
+            for j in range(n):
+                XC[t, j] = XC[t, j] + g_col * XC[t - 1, j] / DC[t - 1, j]
+        for j in range(n):
+            XC[m - 1, j] = XC[m - 1, j] / DC[m - 1, j]
+        for t in range(m - 2, -1, -1):
+            for j in range(n):
+                XC[t, j] = (XC[t, j] + g_col * XC[t + 1, j]) / DC[t, j]
+        for t in range(m):
+            for j in range(n):
+                change = max(change, abs(XC[t, j] - b[m - 1 - t, j]))
+                b[m - 1 - t, j] = XC[t, j]
+        if change <= limit:
+            return sweep, True
+    return max_sweeps, False
 
 
 @kernel
@@ -1172,8 +1259,16 @@ def _line_with_tap(shunt, src, g_link, g_drive, v_drive, k, d, e, x0, x1):
         x1[t] = 0.0
     x0[0] += g_drive * v_drive
     x1[k] = 1.0
-    _line_solve(d, g_link, x0, x0)
-    _line_solve(d, g_link, x1, x1)
+    # _line_solve on x0 and on x1 in one loop: two independent chains of divisions side by
+    # side (each waited on its own; this is most of a fast write-bias solve); same bits
+    for t in range(1, n):
+        x0[t] = x0[t] + g_link * x0[t - 1] / d[t - 1]
+        x1[t] = x1[t] + g_link * x1[t - 1] / d[t - 1]
+    x0[n - 1] = x0[n - 1] / d[n - 1]
+    x1[n - 1] = x1[n - 1] / d[n - 1]
+    for t in range(n - 2, -1, -1):
+        x0[t] = (x0[t] + g_link * x0[t + 1]) / d[t]
+        x1[t] = (x1[t] + g_link * x1[t + 1]) / d[t]
     shunt[k] = keep
 
 
@@ -1300,16 +1395,17 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
     amplitude = abs(row_src[r] - col_src[c])
     if amplitude == 0.0:
         return 0, True
-    shift = 0.0
+    # (the largest drop divided once: division by A > 0 is monotone, so the same bits)
+    worst = 0.0
     if uniform:  # only the device joining each unselected line to a selected one conducts
         for i in range(m):
             if i != r:
                 drop = G[i, c] * abs(row_src[i] - b[i, c]) * (r_drv + r_row * (c + 1))
-                shift = max(shift, drop / amplitude)
+                worst = max(worst, drop)
         for j in range(n):
             if j != c:
                 drop = G[r, j] * abs(a[r, j] - col_src[j]) * (r_drv + r_col * (m - r))
-                shift = max(shift, drop / amplitude)
+                worst = max(worst, drop)
     else:
         for i in range(m):
             if i != r:
@@ -1319,7 +1415,7 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
                 for j in range(n):
                     path += r_row
                     drop += G[i, j] * abs(row_src[i] - b[i, j]) * path
-                shift = max(shift, drop / amplitude)
+                worst = max(worst, drop)
         for j in range(n):
             if j != c:
                 path = r_drv
@@ -1327,7 +1423,8 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
                 for i in range(m - 1, -1, -1):
                     path += r_col
                     drop += G[i, j] * abs(a[i, j] - col_src[j]) * path
-                shift = max(shift, drop / amplitude)
+                worst = max(worst, drop)
+    shift = worst / amplitude
     v_sel = a[r, c] - b[r, c]
     estimate = 4.0 * shift * (1.0 - abs(v_sel) / amplitude)
     if estimate <= accept:
@@ -1341,6 +1438,9 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
                         a[i, j] = row_src[i]
                         b[i, j] = col_src[j]
     limit = tol * amplitude
+    if g_row > 0.0 and g_col > 0.0:
+        return _write_sweeps(G, g_row, g_col, gd_row, gd_col, row_src, col_src, limit,
+                             max_sweeps, work[8 * L :], a, b)
     for sweep in range(1, max_sweeps + 1):
         change = 0.0
         for i in range(m):

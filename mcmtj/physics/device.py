@@ -89,23 +89,34 @@ THERMAL_MIN_BARRIER = 5.0
 
 def _switching_probability(current, critical_current, delta, pulse_width, tau0, tau_d, beta):
     # Scalar source shared by the njit twin and the CUDA kernel (plain arithmetic and math).
+    # The model's two documented exponents skip libm's pow (a third of a disturb
+    # evaluation): pow is exact at exponents 1 (y) and 0 (1.0), so beta = 1 keeps the same
+    # bits; at 2, y * y is the correctly rounded square (what NumPy's ``** 2`` computes;
+    # libm's pow is within a ulp of it). Below I_c0 the precessional decay factor is
+    # exp(-0.0) = 1.0 exactly, so its call is skipped (same bits).
     ratio = current / critical_current
     a = pulse_width / tau0
     r1 = 0.0
     if delta > THERMAL_MIN_BARRIER:
-        r1 = 1.0 - (THERMAL_MIN_BARRIER / delta) ** (1.0 / beta)
+        q = THERMAL_MIN_BARRIER / delta
+        r1 = 1.0 - (q if beta == 1.0 else q ** (1.0 / beta))
     if ratio <= r1:
-        log_wer = -a * math.exp(-delta * (1.0 - ratio) ** beta)
+        y = 1.0 - ratio
+        y_beta = y if beta == 1.0 else (y * y if beta == 2.0 else y**beta)
+        log_wer = -a * math.exp(-delta * y_beta)
     else:
         x1 = 1.0 - r1
-        log_wer1 = -a * math.exp(-delta * x1**beta)
+        x1_beta = x1 if beta == 1.0 else (x1 * x1 if beta == 2.0 else x1**beta)
+        x1_beta_m1 = 1.0 if beta == 1.0 else (x1 if beta == 2.0 else x1 ** (beta - 1.0))
+        log_wer1 = -a * math.exp(-delta * x1_beta)
         # tangent of the thermal log WER at r1 (C1 join), continued in a straight line
-        slope = -log_wer1 * delta * beta * x1 ** (beta - 1.0)
+        slope = -log_wer1 * delta * beta * x1_beta_m1
         log_wer = log_wer1 - slope * (ratio - r1)
     p_thermal = -math.expm1(log_wer)
-    over = ratio - 1.0 if ratio > 1.0 else 0.0
-    p_prec = math.exp(-(math.pi * math.pi * delta / 4.0) * math.exp(-2.0 * over * pulse_width
-                                                                    / tau_d))
+    p_prec = -(math.pi * math.pi * delta / 4.0)
+    if ratio > 1.0:
+        p_prec = p_prec * math.exp(-2.0 * (ratio - 1.0) * pulse_width / tau_d)
+    p_prec = math.exp(p_prec)
     return p_thermal if p_thermal > p_prec else p_prec
 
 
