@@ -15,6 +15,7 @@ from mcmtj.physics._circuit_kernels import (
     _gs_max_sweeps,
     _gs_promising,
     _line_relax,
+    _line_with_tap,
     _transfer_gs,
     _transfer_work_size,
     _write_bias_kernel,
@@ -638,9 +639,11 @@ def test_write_validates_inputs():
 
 @pytest.mark.parametrize("scheme, shape", [("v2", (5, 4)), ("v3", (4, 6))])
 def test_write_sweeps_same_bits_as_line_by_line_relaxation(scheme, shape):
-    """The fast solver's Gauss-Seidel sweeps run every row line (then every column line)
-    side by side with pivots factorised once; against one ``_line_relax`` call per line and
-    sweep in plain Python loops, from the same start: same sweeps, same bits."""
+    """The fast solver's one-step answer solves the selected row and column side by side,
+    and its Gauss-Seidel sweeps run every row line (then every column line) side by side
+    with pivots factorised once; against one ``_line_with_tap`` per selected line, and one
+    ``_line_relax`` per line and sweep in plain Python loops from the same start: same
+    sweeps, same bits."""
     m, n = shape
     rng = np.random.default_rng(5)
     G = mtj_array(rng, m, n, 60e-9, p_short=0.1)
@@ -657,7 +660,20 @@ def test_write_sweeps_same_bits_as_line_by_line_relaxation(scheme, shape):
                                  1e-9, max_sweeps, work, a, b)
         return out, a, b
 
-    _, a, b = solve(0)  # the sweeps' starting point
+    _, a, b = solve(0)  # the one-step answer (selected lines), the sweeps' starting point
+    # ... against one _line_with_tap call per selected line
+    lines = []
+    for sh, src, g, gd, v, k in ((G[i].copy(), col_src, 1 / r_row, 1 / (r_row + r_drv),
+                                  row_src[i], j),
+                                 (G[::-1, j].copy(), row_src[::-1].copy(), 1 / r_col,
+                                  1 / (r_col + r_drv), col_src[j], m - 1 - i)):
+        x0, x1 = np.zeros(sh.size), np.zeros(sh.size)
+        _line_with_tap(sh, src, g, gd, v, k, np.zeros(sh.size), np.zeros(sh.size), x0, x1)
+        lines.append((x0, x1))
+    (x0, x1), (y0, y1) = lines
+    current = G[i, j] * (x0[j] - y0[m - 1 - i]) / (1.0 + G[i, j] * (x1[j] + y1[m - 1 - i]))
+    np.testing.assert_array_equal(a[i], x0 - current * x1)
+    np.testing.assert_array_equal(b[::-1, j], y0 + current * y1)
     g_r, g_c, gd_r, gd_c = 1 / r_row, 1 / r_col, 1 / (r_row + r_drv), 1 / (r_col + r_drv)
     d, e, x = np.zeros(max(m, n)), np.zeros(max(m, n)), np.zeros(m)
     sweeps_ref = 0

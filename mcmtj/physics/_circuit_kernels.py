@@ -1138,7 +1138,43 @@ def _write_sources(scheme, amplitude, r, c, row_src, col_src):
 @kernel
 def _write_work_size(m, n):
     """Length of the ``work`` buffer ``_write_bias_kernel`` needs for an m x n array."""
-    return max(_solve_work_size(m, n) + 2 * (m + n), 8 * max(m, n) + 5 * m * n)
+    return max(_solve_work_size(m, n) + 2 * (m + n), 8 * max(m, n) + 8 * m * n)
+
+
+@kernel
+def _lines_pivots(SH, g_link, g_drive, D):
+    """``_line_pivots`` of many lines side by side: ``SH`` (positions, lines) shunts, ``D``
+    the pivots (same shape); the leak parts ``e`` are built in ``D`` itself."""
+    P, L = SH.shape
+    for q in range(L):
+        D[0, q] = g_drive + SH[0, q]
+    for t in range(P - 1):
+        for q in range(L):
+            e = D[t, q]
+            D[t, q] = e + g_link
+            D[t + 1, q] = SH[t + 1, q] + g_link * e / D[t, q]
+
+
+@kernel
+def _lines_relax(SH, D, g_link, g_drive, drive, src, X):
+    """One Gauss-Seidel block of many independent lines side by side (``_line_relax``'s
+    arithmetic): ``X`` (positions, lines) receives each line's node voltages with its shunts
+    ``SH`` leading to ``src`` (same layout) and its driver at position 0 at ``drive``
+    (per line); ``D`` from ``_lines_pivots``."""
+    P, L = SH.shape
+    for t in range(P):
+        for q in range(L):
+            X[t, q] = SH[t, q] * src[t, q]
+    for q in range(L):
+        X[0, q] += g_drive * drive[q]
+    for t in range(1, P):
+        for q in range(L):
+            X[t, q] = X[t, q] + g_link * X[t - 1, q] / D[t - 1, q]
+    for q in range(L):
+        X[P - 1, q] = X[P - 1, q] / D[P - 1, q]
+    for t in range(P - 2, -1, -1):
+        for q in range(L):
+            X[t, q] = (X[t, q] + g_link * X[t + 1, q]) / D[t, q]
 
 
 @kernel
@@ -1146,7 +1182,7 @@ def _write_sweeps(G, g_row, g_col, gd_row, gd_col, row_src, col_src, limit, max_
                   a, b):
     """Line Gauss-Seidel sweeps of ``_write_bias_kernel`` (resistive rows and columns) from
     the node voltages in ``a`` and ``b`` until no node moves by more than ``limit`` (V), at
-    most ``max_sweeps``; returns (sweeps, converged). ``work``: 5 m n floats.
+    most ``max_sweeps``; returns (sweeps, converged). ``work``: 8 m n floats.
 
     The arithmetic of ``_line_relax`` line by line, laid out for speed: within a sweep the
     row lines are independent of each other (they see only the column nodes), and so are
@@ -1158,71 +1194,38 @@ def _write_sweeps(G, g_row, g_col, gd_row, gd_col, row_src, col_src, limit, max_
     """
     m, n = G.shape
     mn = m * n
-    # position-major layouts: rows (position j, line i), columns (position t from the
-    # driver, i.e. row m - 1 - t, line j)
-    GT = work[0:mn].reshape((n, m))
+    # position-major layouts: rows (position j from the driver, line i); columns (position
+    # t from the driver, i.e. row m - 1 - t, line j)
+    SR = work[0:mn].reshape((n, m))
     DR = work[mn : 2 * mn].reshape((n, m))
     XR = work[2 * mn : 3 * mn].reshape((n, m))
-    DC = work[3 * mn : 4 * mn].reshape((m, n))
-    XC = work[4 * mn : 5 * mn].reshape((m, n))
+    BR = work[3 * mn : 4 * mn].reshape((n, m))  # the column nodes each row line sees
+    SC = work[4 * mn : 5 * mn].reshape((m, n))
+    DC = work[5 * mn : 6 * mn].reshape((m, n))
+    XC = work[6 * mn : 7 * mn].reshape((m, n))
+    AC = work[7 * mn : 8 * mn].reshape((m, n))  # the row nodes each column line sees
     for i in range(m):
         for j in range(n):
-            GT[j, i] = G[i, j]
-    # pivots (_line_pivots), the leak part e kept in X until it is overwritten below
-    for i in range(m):
-        XR[0, i] = gd_row + GT[0, i]
-    for j in range(n - 1):
-        for i in range(m):
-            DR[j, i] = XR[j, i] + g_row
-            XR[j + 1, i] = GT[j + 1, i] + g_row * XR[j, i] / DR[j, i]
-    for i in range(m):
-        DR[n - 1, i] = XR[n - 1, i]
-    for j in range(n):
-        XC[0, j] = gd_col + G[m - 1, j]
-    for t in range(m - 1):
-        for j in range(n):
-            DC[t, j] = XC[t, j] + g_col
-            XC[t + 1, j] = G[m - 2 - t, j] + g_col * XC[t, j] / DC[t, j]
-    for j in range(n):
-        DC[m - 1, j] = XC[m - 1, j]
+            SR[j, i] = G[i, j]
+            SC[m - 1 - i, j] = G[i, j]
+    _lines_pivots(SR, g_row, gd_row, DR)
+    _lines_pivots(SC, g_col, gd_col, DC)
     for sweep in range(1, max_sweeps + 1):
         change = 0.0
-        # row lines against the column nodes (_line_relax, then _line_solve)
-        for j in range(n):
-            for i in range(m):
-                XR[j, i] = GT[j, i] * b[i, j]
         for i in range(m):
-            XR[0, i] += gd_row * row_src[i]
-        for j in range(1, n):
-            for i in range(m):
-                XR[j, i] = XR[j, i] + g_row * XR[j - 1, i] / DR[j - 1, i]
-        for i in range(m):
-            XR[n - 1, i] = XR[n - 1, i] / DR[n - 1, i]
-        for j in range(n - 2, -1, -1):
-            for i in range(m):
-                XR[j, i] = (XR[j, i] + g_row * XR[j + 1, i]) / DR[j, i]
+            for j in range(n):
+                BR[j, i] = b[i, j]
+        _lines_relax(SR, DR, g_row, gd_row, row_src, BR, XR)
         for i in range(m):
             for j in range(n):
                 change = max(change, abs(XR[j, i] - a[i, j]))
                 a[i, j] = XR[j, i]
-        # column lines against the new row nodes
-        for t in range(m):
+                AC[m - 1 - i, j] = XR[j, i]
+        _lines_relax(SC, DC, g_col, gd_col, col_src, AC, XC)
+        for i in range(m):
             for j in range(n):
-                XC[t, j] = G[m - 1 - t, j] * a[m - 1 - t, j]
-        for j in range(n):
-            XC[0, j] += gd_col * col_src[j]
-        for t in range(1, m):
-            for j in range(n):
-                XC[t, j] = XC[t, j] + g_col * XC[t - 1, j] / DC[t - 1, j]
-        for j in range(n):
-            XC[m - 1, j] = XC[m - 1, j] / DC[m - 1, j]
-        for t in range(m - 2, -1, -1):
-            for j in range(n):
-                XC[t, j] = (XC[t, j] + g_col * XC[t + 1, j]) / DC[t, j]
-        for t in range(m):
-            for j in range(n):
-                change = max(change, abs(XC[t, j] - b[m - 1 - t, j]))
-                b[m - 1 - t, j] = XC[t, j]
+                change = max(change, abs(XC[m - 1 - i, j] - b[i, j]))
+                b[i, j] = XC[m - 1 - i, j]
         if change <= limit:
             return sweep, True
     return max_sweeps, False
@@ -1270,6 +1273,60 @@ def _line_with_tap(shunt, src, g_link, g_drive, v_drive, k, d, e, x0, x1):
         x0[t] = (x0[t] + g_link * x0[t + 1]) / d[t]
         x1[t] = (x1[t] + g_link * x1[t + 1]) / d[t]
     shunt[k] = keep
+
+
+@kernel
+def _selected_lines(G, r, c, row_src, col_src, g_row, gd_row, g_col, gd_col, dr, dc, x0, x1,
+                    y0, y1):
+    """``_line_with_tap`` of the selected row (tap at column c) and of the selected column
+    (tap at row r, numbered from its driver at row m - 1) of a write pulse, both lines
+    resistive: ``x0``, ``x1`` (row, first n) and ``y0``, ``y1`` (column, first m); ``dr``,
+    ``dc`` receive the two lines' pivots. The two lines' four solves (and two pivot
+    chains) run in the same loops: each step is a division waiting on the step before,
+    and four independent chains keep the divider busy. Same operations as two
+    ``_line_with_tap`` calls, so the same bits (tested against them)."""
+    m, n = G.shape
+    kc = m - 1 - r
+    # pivots (_line_pivots with the tapped device removed: its shunt is 0.0)
+    er = gd_row + (0.0 if c == 0 else G[r, 0])
+    ec = gd_col + (0.0 if kc == 0 else G[m - 1, c])
+    for t in range(max(m, n) - 1):
+        if t < n - 1:
+            dr[t] = er + g_row
+            er = (0.0 if t + 1 == c else G[r, t + 1]) + g_row * er / dr[t]
+        if t < m - 1:
+            dc[t] = ec + g_col
+            ec = (0.0 if t + 1 == kc else G[m - 2 - t, c]) + g_col * ec / dc[t]
+    dr[n - 1] = er
+    dc[m - 1] = ec
+    for t in range(n):
+        x0[t] = (0.0 if t == c else G[r, t]) * col_src[t]
+        x1[t] = 0.0
+    for t in range(m):
+        y0[t] = (0.0 if t == kc else G[m - 1 - t, c]) * row_src[m - 1 - t]
+        y1[t] = 0.0
+    x0[0] += gd_row * row_src[r]
+    y0[0] += gd_col * col_src[c]
+    x1[c] = 1.0
+    y1[kc] = 1.0
+    for t in range(1, max(m, n)):
+        if t < n:
+            x0[t] = x0[t] + g_row * x0[t - 1] / dr[t - 1]
+            x1[t] = x1[t] + g_row * x1[t - 1] / dr[t - 1]
+        if t < m:
+            y0[t] = y0[t] + g_col * y0[t - 1] / dc[t - 1]
+            y1[t] = y1[t] + g_col * y1[t - 1] / dc[t - 1]
+    x0[n - 1] = x0[n - 1] / dr[n - 1]
+    x1[n - 1] = x1[n - 1] / dr[n - 1]
+    y0[m - 1] = y0[m - 1] / dc[m - 1]
+    y1[m - 1] = y1[m - 1] / dc[m - 1]
+    for t in range(max(m, n) - 2, -1, -1):
+        if t < n - 1:
+            x0[t] = (x0[t] + g_row * x0[t + 1]) / dr[t]
+            x1[t] = (x1[t] + g_row * x1[t + 1]) / dr[t]
+        if t < m - 1:
+            y0[t] = (y0[t] + g_col * y0[t + 1]) / dc[t]
+            y1[t] = (y1[t] + g_col * y1[t + 1]) / dc[t]
 
 
 @kernel
@@ -1370,16 +1427,20 @@ def _write_bias_kernel(G, r_row, r_col, r_drv, row_src, col_src, r, c, solver, a
         _fill_sources(row_src, col_src, a, b)
     # 2. the selected row (taps at column c) and column (tap at row r, numbered from its
     # driver at the bottom), joined by the selected device
-    for j in range(n):
-        sh[j] = G[r, j]
-        src[j] = col_src[j]
-    _line_with_tap(sh[:n], src[:n], g_row, gd_row, row_src[r], c, d[:n], e[:n], x0[:n],
-                   x1[:n])
-    for t in range(m):
-        sh[t] = G[m - 1 - t, c]
-        src[t] = row_src[m - 1 - t]
-    _line_with_tap(sh[:m], src[:m], g_col, gd_col, col_src[c], m - 1 - r, d[:m], e[:m],
-                   y0[:m], y1[:m])
+    if g_row > 0.0 and g_col > 0.0:
+        _selected_lines(G, r, c, row_src, col_src, g_row, gd_row, g_col, gd_col, d, e, x0, x1,
+                        y0, y1)
+    else:
+        for j in range(n):
+            sh[j] = G[r, j]
+            src[j] = col_src[j]
+        _line_with_tap(sh[:n], src[:n], g_row, gd_row, row_src[r], c, d[:n], e[:n], x0[:n],
+                       x1[:n])
+        for t in range(m):
+            sh[t] = G[m - 1 - t, c]
+            src[t] = row_src[m - 1 - t]
+        _line_with_tap(sh[:m], src[:m], g_col, gd_col, col_src[c], m - 1 - r, d[:m], e[:m],
+                       y0[:m], y1[:m])
     g_sel = G[r, c]
     k = m - 1 - r
     current = g_sel * (x0[c] - y0[k]) / (1.0 + g_sel * (x1[c] + y1[k]))
