@@ -93,7 +93,7 @@ def _padded(n):
 def _gs_work_size(m, n):
     """Length of the ``work`` buffer ``_transfer_gs`` needs for an m x n array (m <= n)."""
     S = _padded(m)
-    return (m + 1) * n * S + 4 * n * S + 8 * m * n + 2 * n
+    return (m + 1) * n * S + 4 * n * S + 8 * m * n + 2 * n + m
 
 
 @kernel
@@ -501,34 +501,41 @@ def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
     U3, o = _take(work, o, m * n)  # C0 R0 1
     cs, o = _take(work, o, n)
     ep, o = _take(work, o, n)
-    # row factors (row i along j, driver at j = 0 through one segment)
-    tau_r = 0.0
+    er, o = _take(work, o, m)  # running row pivots
+    # row factors (row i along j, driver at j = 0 through one segment). The recurrences run
+    # along each row; the inner loops over the m rows are independent chains, so their
+    # divisions pipeline instead of each waiting on the one before (same operations, in the
+    # same order per row, as one row at a time).
     for i in range(m):
-        base = i * n
-        e = g + G[i, 0]
-        for j in range(n - 1):
-            d = e + g
-            IR[base + j] = 1.0 / d
-            FR[base + j + 1] = g / d
-            e = G[i, j + 1] + g * e / d
-        IR[base + n - 1] = 1.0 / e
-        # drive response (rhs g at node 0) and R0 1 (rhs G)
-        x = g
-        u = G[i, 0]
-        YR[base] = x
-        UR[base] = u
-        for j in range(1, n):
-            x = FR[base + j] * x
-            u = G[i, j] + FR[base + j] * u
-            YR[base + j] = x
-            UR[base + j] = u
-        YR[base + n - 1] *= IR[base + n - 1]
-        UR[base + n - 1] *= IR[base + n - 1]
-        for j in range(n - 2, -1, -1):
-            YR[base + j] = IR[base + j] * (YR[base + j] + g * YR[base + j + 1])
-            UR[base + j] = IR[base + j] * (UR[base + j] + g * UR[base + j + 1])
-        for j in range(n):
-            tau_r = max(tau_r, UR[base + j])
+        er[i] = g + G[i, 0]
+    for j in range(n - 1):
+        for i in range(m):
+            d = er[i] + g
+            IR[i * n + j] = 1.0 / d
+            FR[i * n + j + 1] = g / d
+            er[i] = G[i, j + 1] + g * er[i] / d
+    # drive response (rhs g at node 0) and R0 1 (rhs G)
+    for i in range(m):
+        IR[i * n + n - 1] = 1.0 / er[i]
+        YR[i * n] = g
+        UR[i * n] = G[i, 0]
+    for j in range(1, n):
+        for i in range(m):
+            k = i * n + j
+            YR[k] = FR[k] * YR[k - 1]
+            UR[k] = G[i, j] + FR[k] * UR[k - 1]
+    for i in range(m):
+        k = i * n + n - 1
+        YR[k] *= IR[k]
+        UR[k] *= IR[k]
+    for j in range(n - 2, -1, -1):
+        for i in range(m):
+            k = i * n + j
+            YR[k] = IR[k] * (YR[k] + g * YR[k + 1])
+            UR[k] = IR[k] * (UR[k] + g * UR[k + 1])
+    tau_r = 0.0
+    for k in range(m * n):
+        tau_r = max(tau_r, UR[k])
     # column factors (column j along i from the top, sense at the bottom through one segment)
     for j in range(n):
         ep[j] = G[0, j]
