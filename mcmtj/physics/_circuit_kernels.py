@@ -606,15 +606,18 @@ def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
         while sweep < k_need:
             first = sweep == 0
             sweep += 1
-            for i0 in range(0, m, 4):
-                nr = min(4, m - i0)
-                if first:
-                    for rr in range(nr):
-                        for j in range(n):
-                            for s in range(S):
-                                A4[rr, j, s] = 0.0
-                            A4[rr, j, i0 + rr] = YR[(i0 + rr) * n + j]
-                else:
+            if first:
+                # With the column nodes at 0 V, row i's nodes are its drive response for
+                # input i and 0 for the others: the column elimination needs no row solve.
+                for i in range(m):
+                    for j in range(n):
+                        f = FC2[i, j]
+                        for s in range(S):
+                            B3[i + 1, j, s] = f * B3[i, j, s]
+                        B3[i + 1, j, i] += G[i, j] * YR[i * n + j]
+            else:
+                for i0 in range(0, m, 4):
+                    nr = min(4, m - i0)
                     for rr in range(nr):
                         i = i0 + rr
                         gij = G[i, 0]
@@ -637,14 +640,14 @@ def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
                             f = IR2[i0 + rr, j]
                             for s in range(S):
                                 A4[rr, j, s] = f * (A4[rr, j, s] + g * A4[rr, j + 1, s])
-                # column forward elimination of these rows
-                for rr in range(nr):
-                    i = i0 + rr
-                    for j in range(n):
-                        gij = G[i, j]
-                        f = FC2[i, j]
-                        for s in range(S):
-                            B3[i + 1, j, s] = gij * A4[rr, j, s] + f * B3[i, j, s]
+                    # column forward elimination of these rows
+                    for rr in range(nr):
+                        i = i0 + rr
+                        for j in range(n):
+                            gij = G[i, j]
+                            f = FC2[i, j]
+                            for s in range(S):
+                                B3[i + 1, j, s] = gij * A4[rr, j, s] + f * B3[i, j, s]
             # back substitution up the columns
             for j in range(n):
                 f = IC2[m - 1, j]
