@@ -48,13 +48,18 @@ from mcmtj.numerics._jit import kernel
 from mcmtj.physics.device import _tmr_at_bias_jit
 
 # Transfer matrix by line Gauss-Seidel (``_transfer_gs``): used when the array is at least
-# GS_MIN_BLOCK wide both ways and a cheap a-priori bound promises at most GS_MAX_SWEEPS
-# sweeps to a rigorous element-wise error bound of GS_TOL; otherwise, and whenever the
-# tighter bound computed inside asks for more, the exact block elimination. Measured
-# (benchmarks/bench_transfer.py --crossover): at 15 x 15 three sweeps cost ~0.7 of the
-# block elimination and four about the same; at 8 x 8 even three cost more; the block
-# elimination grows as n^4 and a sweep as n^3, so larger arrays afford more sweeps
-# (``_gs_max_sweeps``: 5 at 32 x 32, 9 at 64 x 64, about 0.8 of the measured break-even).
+# GS_MIN_BLOCK wide both ways and a cheap a-priori bound promises at most
+# ``_gs_max_sweeps`` sweeps to a rigorous element-wise error bound of GS_TOL; otherwise, and
+# whenever the tighter bound computed inside asks for more, the exact block elimination.
+# Measured (benchmarks/bench_transfer.py --crossover, defect-free arrays, 2-core EPYC, load
+# ~0.9): Gauss-Seidel over the elimination 1.1 at 8 x 8 with three sweeps (0.9 with four),
+# at 15 x 15 1.5 with three, 1.1 with four and 0.94 with five, at 32 x 32 1.2 with six, at
+# 64 x 64 1.7 with eight and 1.2 with twelve. Through the whole kernel 8 x 8 was no faster
+# (0.94 under load), so blocks below 12 keep the elimination. The elimination grows as n^4
+# and a sweep as n^3, so larger arrays afford more sweeps: 3 below 15 x 15, 4 at 15 x 15,
+# 6 at 32 x 32, 11 at 64 x 64, about 0.8-0.9 of the measured break-even (the cheap bound of
+# ``_gs_promising`` overestimates the sweeps by up to a third at 64 x 64, so some arrays the
+# iteration would win, e.g. 64 x 64 at 2 ohm, still go to the elimination).
 GS_TOL = 1e-10
 GS_MIN_BLOCK = 12
 
@@ -62,7 +67,7 @@ GS_MIN_BLOCK = 12
 @kernel
 def _gs_max_sweeps(block):
     """Most Gauss-Seidel sweeps worth trying before the exact elimination is cheaper."""
-    return 3 + max(block - 16, 0) // 8
+    return 3 + max(block - 8, 0) // 7
 
 # Verify-read schemes understood by ``_verify_read_kernel``.
 SCHEME_FLOATING = 0
@@ -93,7 +98,7 @@ def _padded(n):
 def _gs_work_size(m, n):
     """Length of the ``work`` buffer ``_transfer_gs`` needs for an m x n array (m <= n)."""
     S = _padded(m)
-    return (m + 1) * n * S + 4 * n * S + 8 * m * n + 2 * n
+    return (m + 1) * n * S + 4 * n * S + 8 * m * n + 2 * n + m
 
 
 @kernel
@@ -501,34 +506,41 @@ def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
     U3, o = _take(work, o, m * n)  # C0 R0 1
     cs, o = _take(work, o, n)
     ep, o = _take(work, o, n)
-    # row factors (row i along j, driver at j = 0 through one segment)
-    tau_r = 0.0
+    er, o = _take(work, o, m)  # running row pivots
+    # row factors (row i along j, driver at j = 0 through one segment). The recurrences run
+    # along each row; the inner loops over the m rows are independent chains, so their
+    # divisions pipeline instead of each waiting on the one before (same operations, in the
+    # same order per row, as one row at a time).
     for i in range(m):
-        base = i * n
-        e = g + G[i, 0]
-        for j in range(n - 1):
-            d = e + g
-            IR[base + j] = 1.0 / d
-            FR[base + j + 1] = g / d
-            e = G[i, j + 1] + g * e / d
-        IR[base + n - 1] = 1.0 / e
-        # drive response (rhs g at node 0) and R0 1 (rhs G)
-        x = g
-        u = G[i, 0]
-        YR[base] = x
-        UR[base] = u
-        for j in range(1, n):
-            x = FR[base + j] * x
-            u = G[i, j] + FR[base + j] * u
-            YR[base + j] = x
-            UR[base + j] = u
-        YR[base + n - 1] *= IR[base + n - 1]
-        UR[base + n - 1] *= IR[base + n - 1]
-        for j in range(n - 2, -1, -1):
-            YR[base + j] = IR[base + j] * (YR[base + j] + g * YR[base + j + 1])
-            UR[base + j] = IR[base + j] * (UR[base + j] + g * UR[base + j + 1])
-        for j in range(n):
-            tau_r = max(tau_r, UR[base + j])
+        er[i] = g + G[i, 0]
+    for j in range(n - 1):
+        for i in range(m):
+            d = er[i] + g
+            IR[i * n + j] = 1.0 / d
+            FR[i * n + j + 1] = g / d
+            er[i] = G[i, j + 1] + g * er[i] / d
+    # drive response (rhs g at node 0) and R0 1 (rhs G)
+    for i in range(m):
+        IR[i * n + n - 1] = 1.0 / er[i]
+        YR[i * n] = g
+        UR[i * n] = G[i, 0]
+    for j in range(1, n):
+        for i in range(m):
+            k = i * n + j
+            YR[k] = FR[k] * YR[k - 1]
+            UR[k] = G[i, j] + FR[k] * UR[k - 1]
+    for i in range(m):
+        k = i * n + n - 1
+        YR[k] *= IR[k]
+        UR[k] *= IR[k]
+    for j in range(n - 2, -1, -1):
+        for i in range(m):
+            k = i * n + j
+            YR[k] = IR[k] * (YR[k] + g * YR[k + 1])
+            UR[k] = IR[k] * (UR[k] + g * UR[k + 1])
+    tau_r = 0.0
+    for k in range(m * n):
+        tau_r = max(tau_r, UR[k])
     # column factors (column j along i from the top, sense at the bottom through one segment)
     for j in range(n):
         ep[j] = G[0, j]
@@ -599,15 +611,18 @@ def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
         while sweep < k_need:
             first = sweep == 0
             sweep += 1
-            for i0 in range(0, m, 4):
-                nr = min(4, m - i0)
-                if first:
-                    for rr in range(nr):
-                        for j in range(n):
-                            for s in range(S):
-                                A4[rr, j, s] = 0.0
-                            A4[rr, j, i0 + rr] = YR[(i0 + rr) * n + j]
-                else:
+            if first:
+                # With the column nodes at 0 V, row i's nodes are its drive response for
+                # input i and 0 for the others: the column elimination needs no row solve.
+                for i in range(m):
+                    for j in range(n):
+                        f = FC2[i, j]
+                        for s in range(S):
+                            B3[i + 1, j, s] = f * B3[i, j, s]
+                        B3[i + 1, j, i] += G[i, j] * YR[i * n + j]
+            else:
+                for i0 in range(0, m, 4):
+                    nr = min(4, m - i0)
                     for rr in range(nr):
                         i = i0 + rr
                         gij = G[i, 0]
@@ -630,14 +645,14 @@ def _transfer_gs(G, r_row, r_col, tol, k_max, work, out):
                             f = IR2[i0 + rr, j]
                             for s in range(S):
                                 A4[rr, j, s] = f * (A4[rr, j, s] + g * A4[rr, j + 1, s])
-                # column forward elimination of these rows
-                for rr in range(nr):
-                    i = i0 + rr
-                    for j in range(n):
-                        gij = G[i, j]
-                        f = FC2[i, j]
-                        for s in range(S):
-                            B3[i + 1, j, s] = gij * A4[rr, j, s] + f * B3[i, j, s]
+                    # column forward elimination of these rows
+                    for rr in range(nr):
+                        i = i0 + rr
+                        for j in range(n):
+                            gij = G[i, j]
+                            f = FC2[i, j]
+                            for s in range(S):
+                                B3[i + 1, j, s] = gij * A4[rr, j, s] + f * B3[i, j, s]
             # back substitution up the columns
             for j in range(n):
                 f = IC2[m - 1, j]
