@@ -54,12 +54,11 @@ from mcmtj.physics.device import _tmr_at_bias_jit
 # Measured (benchmarks/bench_transfer.py --crossover, defect-free arrays, 2-core EPYC under
 # load ~2): Gauss-Seidel over the elimination 1.1 at 8 x 8 with three sweeps (0.9 with
 # four), at 15 x 15 1.4 with three and 1.1 with four (0.85 with five), at 32 x 32 1.2 with
-# six, at 64 x 64 1.2 with twelve. Through the whole kernel 8 x 8 was no faster (0.94), so
-# blocks below 12 keep the elimination. The elimination grows as n^4 and a sweep as n^3, so
-# larger arrays afford more sweeps: 3 below 15 x 15, 4 at 15 x 15, 6 at 32 x 32, 11 at
-# 64 x 64, about 0.8-0.9 of the measured break-even.
+# six, at 64 x 64 1.2 with twelve. The elimination grows as n^4 and a sweep as n^3, so
+# larger arrays afford more sweeps: 3 at 8 x 8, 4 at 15 x 15, 6 at 32 x 32, 11 at 64 x 64,
+# about 0.8-0.9 of the measured break-even.
 GS_TOL = 1e-10
-GS_MIN_BLOCK = 12
+GS_MIN_BLOCK = 8
 
 
 @kernel
