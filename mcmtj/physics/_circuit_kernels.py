@@ -48,23 +48,21 @@ from mcmtj.numerics._jit import kernel
 from mcmtj.physics.device import _tmr_at_bias_jit
 
 # Transfer matrix by line Gauss-Seidel (``_transfer_gs``): used when the array is at least
-# GS_MIN_BLOCK wide both ways and a cheap a-priori bound promises at most
-# ``_gs_max_sweeps`` sweeps to a rigorous element-wise error bound of GS_TOL; otherwise, and
-# whenever the tighter bound computed inside asks for more, the exact block elimination.
-# Measured (benchmarks/bench_transfer.py --crossover, defect-free arrays, 2-core EPYC under
-# load ~2): Gauss-Seidel over the elimination 1.1 at 8 x 8 with three sweeps (0.9 with
-# four), at 15 x 15 1.4 with three and 1.1 with four (0.85 with five), at 32 x 32 1.2 with
-# six, at 64 x 64 1.2 with twelve. The elimination grows as n^4 and a sweep as n^3, so
-# larger arrays afford more sweeps: 3 at 8 x 8, 4 at 15 x 15, 6 at 32 x 32, 11 at 64 x 64,
-# about 0.8-0.9 of the measured break-even.
+# GS_MIN_BLOCK wide both ways and a cheap a-priori bound promises at most GS_MAX_SWEEPS
+# sweeps to a rigorous element-wise error bound of GS_TOL; otherwise, and whenever the
+# tighter bound computed inside asks for more, the exact block elimination. Measured
+# (benchmarks/bench_transfer.py --crossover): at 15 x 15 three sweeps cost ~0.7 of the
+# block elimination and four about the same; at 8 x 8 even three cost more; the block
+# elimination grows as n^4 and a sweep as n^3, so larger arrays afford more sweeps
+# (``_gs_max_sweeps``: 5 at 32 x 32, 9 at 64 x 64, about 0.8 of the measured break-even).
 GS_TOL = 1e-10
-GS_MIN_BLOCK = 8
+GS_MIN_BLOCK = 12
 
 
 @kernel
 def _gs_max_sweeps(block):
     """Most Gauss-Seidel sweeps worth trying before the exact elimination is cheaper."""
-    return 3 + max(block - 8, 0) // 7
+    return 3 + max(block - 16, 0) // 8
 
 # Verify-read schemes understood by ``_verify_read_kernel``.
 SCHEME_FLOATING = 0
