@@ -3,6 +3,7 @@
 ``TINY`` (dotted overrides for :class:`mcmtj.Study`) and :func:`tiny_toml` (the same kind of
 study as a TOML file for the command line) are the store and fault tests' study: 2 trained
 solutions x 2 device sizes. The ``tiny`` fixture in ``conftest.py`` prepares ``TINY``.
+``CLI_STUDY`` is the command-line tests' study file.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ instances = {instances}
 [sweep]
 "device.diameter" = [4e-8, 8e-8]
 """
+
+
+#: the command-line tests' study: 2 solutions x 2 sizes, 20 instances (many blocks with a
+#: small --chunk-size, so that a run is still going when a test stops it)
+CLI_STUDY = tiny_toml(20, epochs=10)
 
 
 class Crash(Exception):
