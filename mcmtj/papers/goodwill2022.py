@@ -29,7 +29,6 @@ instances, see :data:`QUICK`) for CI; its files go to their own folder.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -48,6 +47,13 @@ from mcmtj.config import Study, load_study
 from mcmtj.kernels import _engine_kernels as K
 from mcmtj.networks.datasets import NIST_WINE_ENV, DatasetError, find_nist_wine, verify_nist_wine
 from mcmtj.numerics import _jit
+from mcmtj.papers._common import (
+    figure_metadata,
+    log_default,
+    output_folders,
+    repo_root,
+    write_outputs,
+)
 from mcmtj.physics.circuit import transfer_matrix
 from mcmtj.physics.device import (
     MIN_DIAMETER,
@@ -152,14 +158,6 @@ _POOLED = (schema.SOLUTION, schema.INSTANCE)
 _DEVICES = "devices"
 
 
-def _log_default(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]  # mcmtj/papers/this.py -> the repository
-
-
 def _check_paper(paper: str) -> None:
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}: must be one of {', '.join(PAPERS)}")
@@ -202,7 +200,7 @@ def load_studies(
         ``eval_train``, a ``device.diameter`` sweep).
     """
     _check_paper(paper)
-    folder = Path(studies_dir) if studies_dir is not None else _repo_root() / "studies" / paper
+    folder = Path(studies_dir) if studies_dir is not None else repo_root() / "studies" / paper
     studies = {}
     for name in SETS:
         study = load_study(folder / f"{name}.toml", dict(overrides) if overrides else None)
@@ -409,7 +407,7 @@ def ensure_results(
     dict
         Set name (and ``"devices"``) -> path of the stored file.
     """
-    log = log or _log_default
+    log = log or log_default
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -1460,7 +1458,7 @@ def draw_figures(
     def finish(fig, stem):
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
-            fig.savefig(path, dpi=dpi, metadata=_metadata(fmt))
+            fig.savefig(path, dpi=dpi, metadata=figure_metadata(fmt))
             written.append(path)
         plt.close(fig)
 
@@ -1562,15 +1560,6 @@ def _shared_legend(fig, axes, ncol: int) -> None:
     )
 
 
-def _metadata(fmt: str) -> dict:
-    """File metadata without a time stamp, so unchanged figures are unchanged files."""
-    if fmt == "pdf":
-        return {"CreationDate": None, "Creator": "mcmtj"}
-    if fmt == "png":
-        return {"Software": "mcmtj"}
-    return {}
-
-
 # ------------------------------------------------------------------------- command
 
 
@@ -1620,9 +1609,8 @@ def main(
         ``"figures"``: the figure files.
     """
     _check_paper(paper)
-    log = log or _log_default
-    out = Path(out) if out is not None else Path("figures") / paper / ("quick" if quick else "")
-    results = Path(results) if results is not None else out / "results"
+    log = log or log_default
+    out, results = output_folders(paper, quick, out, results)
     sizes = QUICK if quick else _FULL
     studies = load_studies(paper, quick=quick, studies_dir=studies_dir, overrides=overrides)
     # the data are found and verified before anything is created
@@ -1634,10 +1622,7 @@ def main(
     stored.update({f"{n}_analysis": a for n, a in _ensure_analysis(
         results, studies, {n: stored[n] for n in SETS}, sizes["n_boot"], sizes["n_boot_paired"],
         log).items()})
-    out.mkdir(parents=True, exist_ok=True)
-    report = out / "REPORT.md"
-    write_report(stored, report, quick=quick)
-    log(f"wrote {report}")
-    figures = draw_figures(stored, out, formats=formats)
-    log(f"wrote {len(figures)} figure files to {out}")
+    report, figures = write_outputs(stored, out, write_report=write_report,
+                                    draw_figures=draw_figures, quick=quick, formats=formats,
+                                    log=log)
     return {"results": paths, "report": report, "figures": figures}
