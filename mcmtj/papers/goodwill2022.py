@@ -982,6 +982,15 @@ def _ensure_analysis(results_dir: Path, studies: Mapping[str, Study],
 # ------------------------------------------------------------------------- report
 
 
+def _set_sizes(sets: Mapping[str, xr.Dataset]):
+    """``(name, size dim, size)`` of every set and each of its device sizes, in the order of
+    the report's tables (set by set, sizes as stored)."""
+    for name, ds in sets.items():
+        dim = _size_dim(ds)
+        for value in ds[dim].values:
+            yield name, dim, value
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return "n/a" if not np.isfinite(x) else f"{100 * x:.{digits}f}"
 
@@ -1162,26 +1171,23 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "| 95 % interval | best solution (chosen on test) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in sets.items():
-        a = an[name]
-        dim = _size_dim(ds)
-        tst = test_split_accuracy(ds)
-        for value in ds[dim].values:
-            sel = {dim: value}
-            tuned = a["cv_tuned"].sel(sel)
-            sw = a["cv_software"]
-            per_sol = tuned.median(schema.INSTANCE)
-            y = yield_fraction(tuned, PAPER_ACCURACY)
-            best = _best_on(tst["tuned"].sel(sel), tuned)
-            lines.append(
-                f"| {SETS[name]} | {_nm(value)} | {_pct(float(sw.median()))} | "
-                f"{_pct(float((sw >= PAPER_ACCURACY - 1e-9).mean()))} | "
-                f"{_pct(float(a['cv_before'].sel(sel).median()))} | "
-                f"{_pct(float(tuned.median()))} | {_pct(float(tuned.mean()))} | "
-                f"{_pct(float((per_sol >= PAPER_ACCURACY - 1e-9).mean()))} | "
-                f"{_pct(float(y['yield']))} | {_iv(float(y['yield_low']), float(y['yield_high']))}"
-                f" | {_pct(float(best))} |"
-            )
+    test_split = {name: test_split_accuracy(ds) for name, ds in sets.items()}
+    for name, dim, value in _set_sizes(sets):
+        a, tst, sel = an[name], test_split[name], {dim: value}
+        tuned = a["cv_tuned"].sel(sel)
+        sw = a["cv_software"]
+        per_sol = tuned.median(schema.INSTANCE)
+        y = yield_fraction(tuned, PAPER_ACCURACY)
+        best = _best_on(tst["tuned"].sel(sel), tuned)
+        lines.append(
+            f"| {SETS[name]} | {_nm(value)} | {_pct(float(sw.median()))} | "
+            f"{_pct(float((sw >= PAPER_ACCURACY - 1e-9).mean()))} | "
+            f"{_pct(float(a['cv_before'].sel(sel).median()))} | "
+            f"{_pct(float(tuned.median()))} | {_pct(float(tuned.mean()))} | "
+            f"{_pct(float((per_sol >= PAPER_ACCURACY - 1e-9).mean()))} | "
+            f"{_pct(float(y['yield']))} | {_iv(float(y['yield_low']), float(y['yield_high']))}"
+            f" | {_pct(float(best))} |"
+        )
     lines += [
         "",
         f"## Test split ({n_test} samples)",
@@ -1197,24 +1203,20 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "mean tuned | dies only | + solutions + test set | best solution (chosen on training) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in sets.items():
-        a = an[name]
-        dim = _size_dim(ds)
-        tst = test_split_accuracy(ds)
-        for value in ds[dim].values:
-            sel = {dim: value}
-            tuned = tst["tuned"].sel(sel)
-            se = float(tuned.std()) / np.sqrt(tuned.size)
-            m = float(tuned.mean())
-            it = a["int_mean_low"].sel(sel).sel(tuning="tuned per instance")
-            ih = a["int_mean_high"].sel(sel).sel(tuning="tuned per instance")
-            best = _best_on(a["cv_tuned"].sel(sel), tuned)
-            lines.append(
-                f"| {SETS[name]} | {_nm(value)} | {_pct(float(tst['software'].median()))} | "
-                f"{_pct(float(tst['before'].sel(sel).median()))} | {_pct(float(tuned.median()))}"
-                f" | {_pct(m)} | {_iv(m - 1.96 * se, m + 1.96 * se)} | "
-                f"{_iv(float(it), float(ih))} | {_pct(float(best))} |"
-            )
+    for name, dim, value in _set_sizes(sets):
+        a, tst, sel = an[name], test_split[name], {dim: value}
+        tuned = tst["tuned"].sel(sel)
+        se = float(tuned.std()) / np.sqrt(tuned.size)
+        m = float(tuned.mean())
+        it = a["int_mean_low"].sel(sel).sel(tuning="tuned per instance")
+        ih = a["int_mean_high"].sel(sel).sel(tuning="tuned per instance")
+        best = _best_on(a["cv_tuned"].sel(sel), tuned)
+        lines.append(
+            f"| {SETS[name]} | {_nm(value)} | {_pct(float(tst['software'].median()))} | "
+            f"{_pct(float(tst['before'].sel(sel).median()))} | {_pct(float(tuned.median()))}"
+            f" | {_pct(m)} | {_iv(m - 1.96 * se, m + 1.96 * se)} | "
+            f"{_iv(float(it), float(ih))} | {_pct(float(best))} |"
+        )
     lines += [
         "",
         "## Yield on the test split",
@@ -1228,20 +1230,18 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "+ solutions + test set | instances |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in sets.items():
+    for name, dim, value in _set_sizes(sets):
         a = an[name]
-        dim = _size_dim(ds)
-        for value in ds[dim].values:
-            for target in a["target"].values:
-                for tuning in a["tuning"].values:
-                    y = a.sel({dim: value, "target": target, "tuning": tuning})
-                    lines.append(
-                        f"| {SETS[name]} | {_nm(value)} | {100 * target:g} | {tuning} | "
-                        f"{_pct(float(y['int_yield']))} | "
-                        f"{_iv(float(y['int_wilson_low']), float(y['int_wilson_high']))} | "
-                        f"{_iv(float(y['int_boot_low']), float(y['int_boot_high']))} | "
-                        f"{int(y['int_n'])} |"
-                    )
+        for target in a["target"].values:
+            for tuning in a["tuning"].values:
+                y = a.sel({dim: value, "target": target, "tuning": tuning})
+                lines.append(
+                    f"| {SETS[name]} | {_nm(value)} | {100 * target:g} | {tuning} | "
+                    f"{_pct(float(y['int_yield']))} | "
+                    f"{_iv(float(y['int_wilson_low']), float(y['int_wilson_high']))} | "
+                    f"{_iv(float(y['int_boot_low']), float(y['int_boot_high']))} | "
+                    f"{int(y['int_n'])} |"
+                )
     lines += [
         "",
         "## Device size",
@@ -1260,23 +1260,20 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         f"yield {100 * YIELD_TARGETS[0]:g} % at Gnorm 1 | tuned |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    size_lines = []
+    for name, dim, value in _set_sizes(sets):
+        r = an[name].sel({dim: value})
+        lines.append(
+            f"| {SETS[name]} | {_nm(value)} | {_pct(float(r['size_write_fidelity']))} | "
+            f"{float(r['size_effective_gain']):.3f} | "
+            f"[{float(r['size_gain_q1']):.3f}, {float(r['size_gain_q3']):.3f}] | "
+            f"{float(r['size_nominal_wire_gain']):.3f} | "
+            f"{100 * float(r['size_weight_spread']):.1f} | "
+            f"{float(r['size_chosen_gnorm']):g} | {_pct(float(r['size_yield_before']))} | "
+            f"{_pct(float(r['size_yield_tuned']))} |"
+        )
+    lines.append("")
     for name, ds in sets.items():
-        a = an[name]
-        dim = _size_dim(ds)
-        for value in ds[dim].values:
-            r = a.sel({dim: value})
-            lines.append(
-                f"| {SETS[name]} | {_nm(value)} | {_pct(float(r['size_write_fidelity']))} | "
-                f"{float(r['size_effective_gain']):.3f} | "
-                f"[{float(r['size_gain_q1']):.3f}, {float(r['size_gain_q3']):.3f}] | "
-                f"{float(r['size_nominal_wire_gain']):.3f} | "
-                f"{100 * float(r['size_weight_spread']):.1f} | "
-                f"{float(r['size_chosen_gnorm']):g} | {_pct(float(r['size_yield_before']))} | "
-                f"{_pct(float(r['size_yield_tuned']))} |"
-            )
-        size_lines += _size_reading(name, ds, a, devices if name == "nist" else None)
-    lines += ["", *size_lines]
+        lines += _size_reading(name, ds, an[name], devices if name == "nist" else None)
     feats = a0.attrs.get("features", "")
     lines += [
         "",
