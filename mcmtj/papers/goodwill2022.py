@@ -44,7 +44,6 @@ from mcmtj.analysis._np import (
 )
 from mcmtj.analysis.metrics import tune, yield_fraction
 from mcmtj.config import Study, load_study
-from mcmtj.kernels import _engine_kernels as K
 from mcmtj.networks.datasets import NIST_WINE_ENV, DatasetError, find_nist_wine, verify_nist_wine
 from mcmtj.numerics import _jit
 from mcmtj.papers._common import (
@@ -62,7 +61,7 @@ from mcmtj.physics.device import (
     tmr_at_bias,
 )
 from mcmtj.run import schema
-from mcmtj.run.block import _pack, _param_vectors, prepare
+from mcmtj.run.block import pack, prepare
 from mcmtj.run.engine import simulate
 from mcmtj.run.provenance import same_simulation
 from mcmtj.run.reader import open_results
@@ -576,7 +575,7 @@ def readback_analysis(ds: xr.Dataset, study: Study, folds: int = CV_FOLDS,
     """
     _check_linear_read(study)
     prep = prepared or prepare(study)
-    pk = _pack(prep, study)
+    pk = pack(prep, study)
     sol = prep.solutions
     kw = {"hidden_sign": sol.hidden_activation == "sign",
           "out_tanh": sol.output_activation == "tanh"}
@@ -600,9 +599,9 @@ def readback_analysis(ds: xr.Dataset, study: Study, folds: int = CV_FOLDS,
     g_all = ds[schema.READBACK_CONDUCTANCE].transpose(dim, schema.SOLUTION, schema.INSTANCE,
                                                       schema.DEVICE)
     for p, point in study.points():
-        fp, _ = _param_vectors(point)
+        g_p, g_ap = nominal_conductances(point.device)
         threshold = point.network.threshold if point.network.threshold != 0.0 else sol.threshold
-        inv_dg = 1.0 / fp[K.F_DG_NOM]
+        inv_dg = 1.0 / (g_p - g_ap)  # the engine's nominal G_P - G_AP (its F_DG_NOM)
         for s0 in range(0, S, block):
             s1 = min(S, s0 + block)
             g = np.asarray(g_all[p, s0:s1].values, dtype=np.float64)
