@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from small_studies import TINY
 
 NIST_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nist-wine"
 REQUIRE_DATA = "MCMTJ_REQUIRE_DATA"
@@ -99,3 +100,12 @@ def nist_prepared(nist_study):
     import mcmtj
 
     return mcmtj.prepare(nist_study)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """``(study, prepared)`` of :data:`small_studies.TINY`, prepared once per test module."""
+    import mcmtj
+
+    study = mcmtj.Study().replace(**TINY)
+    return study, mcmtj.prepare(study)

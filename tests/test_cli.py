@@ -4,28 +4,15 @@ import subprocess
 import sys
 
 import pytest
+from small_studies import CLI_STUDY
 
 from mcmtj.cli import main
-
-TINY = """
-[network]
-source = "train"
-n_solutions = 2
-epochs = 10
-[write]
-mode = "fixed"
-error_rate = 0.05
-[run]
-instances = 20
-[sweep]
-"device.diameter" = [4e-8, 8e-8]
-"""
 
 
 @pytest.fixture()
 def tiny_study(tmp_path):
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
+    path.write_text(CLI_STUDY)
     return path
 
 

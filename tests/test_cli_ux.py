@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from small_studies import CLI_STUDY
 
 from mcmtj.cli import main
 from mcmtj.run import progress
@@ -24,27 +25,11 @@ MCMTJ = [sys.executable, "-m", "mcmtj.cli"]
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d mcmtj: ([\d,]+)/([\d,]+) instances "
                     r"\((\d+) %\)")
 
-# 2 solutions x 2 sizes; enough instances for many blocks (--chunk-size) so that a run
-# is still going when a test stops it
-STUDY = """
-[network]
-source = "train"
-n_solutions = 2
-epochs = 10
-[write]
-mode = "fixed"
-error_rate = 0.05
-[run]
-instances = 20
-[sweep]
-"device.diameter" = [4e-8, 8e-8]
-"""
-
 
 @pytest.fixture()
 def study(tmp_path):
     path = tmp_path / "tiny study.toml"  # a space: the printed commands must quote it
-    path.write_text(STUDY)
+    path.write_text(CLI_STUDY)
     return path
 
 

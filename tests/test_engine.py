@@ -247,11 +247,11 @@ def test_packed_data_are_writeable_so_one_kernel_type_serves_every_data_set(nist
                                                                              nist_prepared):
     # the loaded NIST arrays are read-only; numba would compile the chunk kernel again
     # (minutes) for read-only inputs, so the packed copies handed to it must be writeable
-    from mcmtj.run.block import _pack
+    from mcmtj.run.block import pack
 
     data = nist_prepared.data
     assert not data.X_train.flags.writeable
-    pk = _pack(nist_prepared, nist_study)
+    pk = pack(nist_prepared, nist_study)
     for x in (pk.X_eval, pk.y_eval, pk.X_train, pk.y_train):
         assert x.flags.writeable and x.flags.c_contiguous
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from small_studies import Crash, tiny_toml
 
 import mcmtj
 from mcmtj.cli import main
@@ -24,38 +25,8 @@ from mcmtj.run.store import store_status, verify_store
 
 zarr = pytest.importorskip("zarr")
 
-TINY = {
-    "network.source": "train", "network.n_solutions": 2, "network.epochs": 5,
-    "write.mode": "fixed", "write.error_rate": 0.05, "defects.stuck_p": 0.01,
-    "network.gnorm": [0.8, 1.2], "sweep.device.diameter": [4e-8, 8e-8], "run.instances": 23,
-}
-
-TINY_TOML = """
-[network]
-source = "train"
-n_solutions = 2
-epochs = 5
-[write]
-mode = "fixed"
-error_rate = 0.05
-[run]
-instances = {instances}
-[sweep]
-"device.diameter" = [4e-8, 8e-8]
-"""
-
 #: the block the faults hit: point 1, solution block 0, chunk 2 (instances 10-14)
 BLOCK = "1.0.2"
-
-
-class Crash(Exception):
-    pass
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    study = mcmtj.Study().replace(**TINY)
-    return study, mcmtj.prepare(study)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +133,7 @@ def test_damaged_per_solution_data_is_rewritten(tmp_path, tiny, reference):
 
 def test_cli_info_verify_and_resume_repair(tmp_path):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=12))
+    study.write_text(tiny_toml(12))
     out = tmp_path / "my results" / "r.zarr"  # a space: the resume hint quotes it
     out.parent.mkdir()
     run = ["run", study, "-o", out, "--seed", "3", "--chunk-size", "5", "--quiet"]
@@ -291,7 +262,7 @@ def test_a_really_full_disk_does_not_crash_the_interpreter(tiny_disk, monkeypatc
 @pytest.mark.slow  # two runs on a tmpfs (root only)
 def test_cli_full_disk_is_one_line(tiny_disk, tmp_path):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=20000))  # ~6 MB of results
+    study.write_text(tiny_toml(20000))  # ~6 MB of results
     for name in ("r.nc", "r.zarr"):
         proc = _cli("run", study, "-o", tiny_disk / name, "--quiet", "--chunk-size", "2000")
         line = _one_error_line(proc)
@@ -346,7 +317,7 @@ def test_sigkill_during_a_netcdf_write_keeps_the_old_file_and_the_next_run_clean
 
 def test_a_1e12_instance_netcdf_run_is_refused_up_front(tmp_path):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=12))
+    study.write_text(tiny_toml(12))
     t0 = time.monotonic()
     proc = _cli("run", study, "-o", tmp_path / "x.nc", "--instances", 10**12, "--quiet")
     elapsed = time.monotonic() - t0
@@ -390,7 +361,7 @@ def _crash(point, start, n):
 
 def test_outputs_are_checked_before_any_work(tmp_path, capsys):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=12))
+    study.write_text(tiny_toml(12))
     (tmp_path / "old.nc").write_bytes(b"old")
     (tmp_path / "plain.zarr").write_bytes(b"a file")
     (tmp_path / "folder.nc").mkdir()
@@ -428,7 +399,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
 
 def test_one_overwrite_policy_and_the_umask(tmp_path, capsys):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=6))
+    study.write_text(tiny_toml(6))
     out, png = tmp_path / "r.nc", tmp_path / "r.png"
     args = ["run", str(study), "-o", str(out), "--plot", str(png), "--quiet", "--seed", "1"]
     proc = _cli(*args, umask=0o022)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from small_studies import TINY, Crash, tiny_toml
 
 import mcmtj
 from mcmtj.cli import main
@@ -22,36 +23,6 @@ from mcmtj.run.provenance import git_revision, input_hash
 from mcmtj.run.store import store_status
 
 zarr = pytest.importorskip("zarr")
-
-TINY = {
-    "network.source": "train", "network.n_solutions": 2, "network.epochs": 5,
-    "write.mode": "fixed", "write.error_rate": 0.05, "defects.stuck_p": 0.01,
-    "network.gnorm": [0.8, 1.2], "sweep.device.diameter": [4e-8, 8e-8], "run.instances": 23,
-}
-
-TINY_TOML = """
-[network]
-source = "train"
-n_solutions = 2
-epochs = 5
-[write]
-mode = "fixed"
-error_rate = 0.05
-[run]
-instances = {instances}
-[sweep]
-"device.diameter" = [4e-8, 8e-8]
-"""
-
-
-class Crash(Exception):
-    pass
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    study = mcmtj.Study().replace(**TINY)
-    return study, mcmtj.prepare(study)
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +293,7 @@ def test_git_revision_is_tolerant(tmp_path):
 
 def test_cli_zarr_run_info_and_resume(tmp_path, capsys):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=12))
+    study.write_text(tiny_toml(12))
     out = tmp_path / "r.zarr"
     args = ["run", str(study), "-o", str(out), "--seed", "3", "--chunk-size", "5", "--quiet"]
     assert main(args) == 0
@@ -358,7 +329,7 @@ def test_cli_info_on_an_incomplete_store(tmp_path, tiny, capsys):
 
 def test_cli_bad_input_leaves_no_store(tmp_path):
     study = tmp_path / "tiny.toml"
-    study.write_text(TINY_TOML.format(instances=12))
+    study.write_text(tiny_toml(12))
     out = tmp_path / "bad.zarr"
     proc = subprocess.run(
         [sys.executable, "-m", "mcmtj.cli", "run", str(study), "-o", str(out),
@@ -376,7 +347,7 @@ def test_cli_bad_input_leaves_no_store(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     study = tmp_path / "kill.toml"
-    study.write_text(TINY_TOML.format(instances=2000))
+    study.write_text(tiny_toml(2000))
     out = tmp_path / "killed.zarr"
     args = [sys.executable, "-m", "mcmtj.cli", "run", str(study), "-o", str(out), "--seed", "7",
             "--chunk-size", "10", "--threads", "1", "--quiet"]

@@ -3,7 +3,8 @@ figures from stored results (``mcmtj paper NAME``).
 
 A paper module provides ``main(paper, *, quick, out, results, threads, ...)``; register it in
 :data:`PAPERS` under the name the command line uses. Papers sit on top of the library: they
-use the run, analysis and plotting layers and never change them.
+use the run, analysis and plotting layers and never change them. What every paper's command
+does alike (default folders, REPORT.md and figure output, logging) is in :mod:`._common`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +50,13 @@ from mcmtj.config import Study, load_study
 from mcmtj.networks.data import DataSplit
 from mcmtj.networks.trainer import BinaryMLP, map_weights
 from mcmtj.numerics import _jit
+from mcmtj.papers._common import (
+    figure_metadata,
+    log_default,
+    output_folders,
+    repo_root,
+    write_outputs,
+)
 from mcmtj.physics.device import nominal_conductances, sample_parallel_conductance
 
 __all__ = [
@@ -112,14 +118,6 @@ PAPER_GAP = 0.02
 _VERSION = 1  # bump when the stored evaluation changes meaning
 _STUDY_FILE = "dies.toml"
 _DIES_PER_BLOCK = 16  # dies scored together (memory: block x solutions x samples x hidden)
-
-
-def _log_default(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]  # mcmtj/papers/this.py -> the repository
 
 
 # ------------------------------------------------------------------------- data and dies
@@ -391,7 +389,7 @@ def ensure_results(study: Study, results: str | Path, sizes: Mapping[str, int], 
     Path
         The stored evaluation.
     """
-    log = log or _log_default
+    log = log or log_default
     results = Path(results)
     path = results / "evaluation.nc"
     stamp = _stamp(study, sizes)
@@ -713,15 +711,6 @@ _COLOURS = {"software": "0.3", "unaware": "tab:red", "hardware": "tab:green",
             "statistics": "tab:blue"}
 
 
-def _metadata(fmt: str) -> dict:
-    """File metadata without a time stamp, so unchanged figures are unchanged files."""
-    if fmt == "pdf":
-        return {"CreationDate": None, "Creator": "mcmtj"}
-    if fmt == "png":
-        return {"Software": "mcmtj"}
-    return {}
-
-
 def draw_figures(ds: xr.Dataset, out: str | Path, formats=("png", "pdf")) -> list[Path]:
     """Draw the three figures from the stored evaluation (never simulates).
 
@@ -741,7 +730,7 @@ def draw_figures(ds: xr.Dataset, out: str | Path, formats=("png", "pdf")) -> lis
     def save(fig, name):
         for fmt in formats:
             path = out / f"{name}.{fmt}"
-            fig.savefig(path, dpi=150, metadata=_metadata(fmt))
+            fig.savefig(path, dpi=150, metadata=figure_metadata(fmt))
             written.append(path)
         plt.close(fig)
 
@@ -819,7 +808,7 @@ def load_die_study(studies_dir: str | Path | None = None,
                    overrides: Mapping[str, object] | None = None) -> Study:
     """``studies/borders2024/dies.toml`` (or the same file in `studies_dir`)."""
     folder = Path(studies_dir) if studies_dir is not None else (
-        _repo_root() / "studies" / "borders2024")
+        repo_root() / "studies" / "borders2024")
     path = folder / _STUDY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: study file not found")
@@ -870,18 +859,14 @@ def main(
     """
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}: must be one of {', '.join(PAPERS)}")
-    log = log or _log_default
-    out = Path(out) if out is not None else Path("figures") / paper / ("quick" if quick else "")
-    results = Path(results) if results is not None else out / "results"
+    log = log or log_default
+    out, results = output_folders(paper, quick, out, results)
     study = load_die_study(studies_dir, overrides)
     die_model(study)  # refuse a bad die model before anything is written
     path = ensure_results(study, results, QUICK if quick else FULL, log=log)
     with xr.open_dataset(path, engine="h5netcdf") as stored:
         ds = stored.load()
-    out.mkdir(parents=True, exist_ok=True)
-    report = out / "REPORT.md"
-    write_report(ds, report, quick=quick)
-    log(f"wrote {report}")
-    figures = draw_figures(ds, out, formats=formats)
-    log(f"wrote {len(figures)} figure files to {out}")
+    report, figures = write_outputs(ds, out, write_report=write_report,
+                                    draw_figures=draw_figures, quick=quick, formats=formats,
+                                    log=log)
     return {"results": path, "report": report, "figures": figures}

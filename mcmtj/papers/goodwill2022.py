@@ -29,7 +29,6 @@ instances, see :data:`QUICK`) for CI; its files go to their own folder.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -45,9 +44,15 @@ from mcmtj.analysis._np import (
 )
 from mcmtj.analysis.metrics import tune, yield_fraction
 from mcmtj.config import Study, load_study
-from mcmtj.kernels import _engine_kernels as K
 from mcmtj.networks.datasets import NIST_WINE_ENV, DatasetError, find_nist_wine, verify_nist_wine
 from mcmtj.numerics import _jit
+from mcmtj.papers._common import (
+    figure_metadata,
+    log_default,
+    output_folders,
+    repo_root,
+    write_outputs,
+)
 from mcmtj.physics.circuit import transfer_matrix
 from mcmtj.physics.device import (
     MIN_DIAMETER,
@@ -56,7 +61,7 @@ from mcmtj.physics.device import (
     tmr_at_bias,
 )
 from mcmtj.run import schema
-from mcmtj.run.block import _pack, _param_vectors, prepare
+from mcmtj.run.block import pack, prepare
 from mcmtj.run.engine import simulate
 from mcmtj.run.provenance import same_simulation
 from mcmtj.run.reader import open_results
@@ -152,14 +157,6 @@ _POOLED = (schema.SOLUTION, schema.INSTANCE)
 _DEVICES = "devices"
 
 
-def _log_default(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]  # mcmtj/papers/this.py -> the repository
-
-
 def _check_paper(paper: str) -> None:
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}: must be one of {', '.join(PAPERS)}")
@@ -202,7 +199,7 @@ def load_studies(
         ``eval_train``, a ``device.diameter`` sweep).
     """
     _check_paper(paper)
-    folder = Path(studies_dir) if studies_dir is not None else _repo_root() / "studies" / paper
+    folder = Path(studies_dir) if studies_dir is not None else repo_root() / "studies" / paper
     studies = {}
     for name in SETS:
         study = load_study(folder / f"{name}.toml", dict(overrides) if overrides else None)
@@ -409,7 +406,7 @@ def ensure_results(
     dict
         Set name (and ``"devices"``) -> path of the stored file.
     """
-    log = log or _log_default
+    log = log or log_default
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -578,7 +575,7 @@ def readback_analysis(ds: xr.Dataset, study: Study, folds: int = CV_FOLDS,
     """
     _check_linear_read(study)
     prep = prepared or prepare(study)
-    pk = _pack(prep, study)
+    pk = pack(prep, study)
     sol = prep.solutions
     kw = {"hidden_sign": sol.hidden_activation == "sign",
           "out_tanh": sol.output_activation == "tanh"}
@@ -602,9 +599,9 @@ def readback_analysis(ds: xr.Dataset, study: Study, folds: int = CV_FOLDS,
     g_all = ds[schema.READBACK_CONDUCTANCE].transpose(dim, schema.SOLUTION, schema.INSTANCE,
                                                       schema.DEVICE)
     for p, point in study.points():
-        fp, _ = _param_vectors(point)
+        g_p, g_ap = nominal_conductances(point.device)
         threshold = point.network.threshold if point.network.threshold != 0.0 else sol.threshold
-        inv_dg = 1.0 / fp[K.F_DG_NOM]
+        inv_dg = 1.0 / (g_p - g_ap)  # the engine's nominal G_P - G_AP (its F_DG_NOM)
         for s0 in range(0, S, block):
             s1 = min(S, s0 + block)
             g = np.asarray(g_all[p, s0:s1].values, dtype=np.float64)
@@ -984,6 +981,15 @@ def _ensure_analysis(results_dir: Path, studies: Mapping[str, Study],
 # ------------------------------------------------------------------------- report
 
 
+def _set_sizes(sets: Mapping[str, xr.Dataset]):
+    """``(name, size dim, size)`` of every set and each of its device sizes, in the order of
+    the report's tables (set by set, sizes as stored)."""
+    for name, ds in sets.items():
+        dim = _size_dim(ds)
+        for value in ds[dim].values:
+            yield name, dim, value
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return "n/a" if not np.isfinite(x) else f"{100 * x:.{digits}f}"
 
@@ -1164,26 +1170,23 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "| 95 % interval | best solution (chosen on test) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in sets.items():
-        a = an[name]
-        dim = _size_dim(ds)
-        tst = test_split_accuracy(ds)
-        for value in ds[dim].values:
-            sel = {dim: value}
-            tuned = a["cv_tuned"].sel(sel)
-            sw = a["cv_software"]
-            per_sol = tuned.median(schema.INSTANCE)
-            y = yield_fraction(tuned, PAPER_ACCURACY)
-            best = _best_on(tst["tuned"].sel(sel), tuned)
-            lines.append(
-                f"| {SETS[name]} | {_nm(value)} | {_pct(float(sw.median()))} | "
-                f"{_pct(float((sw >= PAPER_ACCURACY - 1e-9).mean()))} | "
-                f"{_pct(float(a['cv_before'].sel(sel).median()))} | "
-                f"{_pct(float(tuned.median()))} | {_pct(float(tuned.mean()))} | "
-                f"{_pct(float((per_sol >= PAPER_ACCURACY - 1e-9).mean()))} | "
-                f"{_pct(float(y['yield']))} | {_iv(float(y['yield_low']), float(y['yield_high']))}"
-                f" | {_pct(float(best))} |"
-            )
+    test_split = {name: test_split_accuracy(ds) for name, ds in sets.items()}
+    for name, dim, value in _set_sizes(sets):
+        a, tst, sel = an[name], test_split[name], {dim: value}
+        tuned = a["cv_tuned"].sel(sel)
+        sw = a["cv_software"]
+        per_sol = tuned.median(schema.INSTANCE)
+        y = yield_fraction(tuned, PAPER_ACCURACY)
+        best = _best_on(tst["tuned"].sel(sel), tuned)
+        lines.append(
+            f"| {SETS[name]} | {_nm(value)} | {_pct(float(sw.median()))} | "
+            f"{_pct(float((sw >= PAPER_ACCURACY - 1e-9).mean()))} | "
+            f"{_pct(float(a['cv_before'].sel(sel).median()))} | "
+            f"{_pct(float(tuned.median()))} | {_pct(float(tuned.mean()))} | "
+            f"{_pct(float((per_sol >= PAPER_ACCURACY - 1e-9).mean()))} | "
+            f"{_pct(float(y['yield']))} | {_iv(float(y['yield_low']), float(y['yield_high']))}"
+            f" | {_pct(float(best))} |"
+        )
     lines += [
         "",
         f"## Test split ({n_test} samples)",
@@ -1199,24 +1202,20 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "mean tuned | dies only | + solutions + test set | best solution (chosen on training) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in sets.items():
-        a = an[name]
-        dim = _size_dim(ds)
-        tst = test_split_accuracy(ds)
-        for value in ds[dim].values:
-            sel = {dim: value}
-            tuned = tst["tuned"].sel(sel)
-            se = float(tuned.std()) / np.sqrt(tuned.size)
-            m = float(tuned.mean())
-            it = a["int_mean_low"].sel(sel).sel(tuning="tuned per instance")
-            ih = a["int_mean_high"].sel(sel).sel(tuning="tuned per instance")
-            best = _best_on(a["cv_tuned"].sel(sel), tuned)
-            lines.append(
-                f"| {SETS[name]} | {_nm(value)} | {_pct(float(tst['software'].median()))} | "
-                f"{_pct(float(tst['before'].sel(sel).median()))} | {_pct(float(tuned.median()))}"
-                f" | {_pct(m)} | {_iv(m - 1.96 * se, m + 1.96 * se)} | "
-                f"{_iv(float(it), float(ih))} | {_pct(float(best))} |"
-            )
+    for name, dim, value in _set_sizes(sets):
+        a, tst, sel = an[name], test_split[name], {dim: value}
+        tuned = tst["tuned"].sel(sel)
+        se = float(tuned.std()) / np.sqrt(tuned.size)
+        m = float(tuned.mean())
+        it = a["int_mean_low"].sel(sel).sel(tuning="tuned per instance")
+        ih = a["int_mean_high"].sel(sel).sel(tuning="tuned per instance")
+        best = _best_on(a["cv_tuned"].sel(sel), tuned)
+        lines.append(
+            f"| {SETS[name]} | {_nm(value)} | {_pct(float(tst['software'].median()))} | "
+            f"{_pct(float(tst['before'].sel(sel).median()))} | {_pct(float(tuned.median()))}"
+            f" | {_pct(m)} | {_iv(m - 1.96 * se, m + 1.96 * se)} | "
+            f"{_iv(float(it), float(ih))} | {_pct(float(best))} |"
+        )
     lines += [
         "",
         "## Yield on the test split",
@@ -1230,20 +1229,18 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         "+ solutions + test set | instances |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in sets.items():
+    for name, dim, value in _set_sizes(sets):
         a = an[name]
-        dim = _size_dim(ds)
-        for value in ds[dim].values:
-            for target in a["target"].values:
-                for tuning in a["tuning"].values:
-                    y = a.sel({dim: value, "target": target, "tuning": tuning})
-                    lines.append(
-                        f"| {SETS[name]} | {_nm(value)} | {100 * target:g} | {tuning} | "
-                        f"{_pct(float(y['int_yield']))} | "
-                        f"{_iv(float(y['int_wilson_low']), float(y['int_wilson_high']))} | "
-                        f"{_iv(float(y['int_boot_low']), float(y['int_boot_high']))} | "
-                        f"{int(y['int_n'])} |"
-                    )
+        for target in a["target"].values:
+            for tuning in a["tuning"].values:
+                y = a.sel({dim: value, "target": target, "tuning": tuning})
+                lines.append(
+                    f"| {SETS[name]} | {_nm(value)} | {100 * target:g} | {tuning} | "
+                    f"{_pct(float(y['int_yield']))} | "
+                    f"{_iv(float(y['int_wilson_low']), float(y['int_wilson_high']))} | "
+                    f"{_iv(float(y['int_boot_low']), float(y['int_boot_high']))} | "
+                    f"{int(y['int_n'])} |"
+                )
     lines += [
         "",
         "## Device size",
@@ -1262,23 +1259,20 @@ def write_report(stored: Mapping[str, xr.Dataset], path: str | Path, *, quick: b
         f"yield {100 * YIELD_TARGETS[0]:g} % at Gnorm 1 | tuned |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    size_lines = []
+    for name, dim, value in _set_sizes(sets):
+        r = an[name].sel({dim: value})
+        lines.append(
+            f"| {SETS[name]} | {_nm(value)} | {_pct(float(r['size_write_fidelity']))} | "
+            f"{float(r['size_effective_gain']):.3f} | "
+            f"[{float(r['size_gain_q1']):.3f}, {float(r['size_gain_q3']):.3f}] | "
+            f"{float(r['size_nominal_wire_gain']):.3f} | "
+            f"{100 * float(r['size_weight_spread']):.1f} | "
+            f"{float(r['size_chosen_gnorm']):g} | {_pct(float(r['size_yield_before']))} | "
+            f"{_pct(float(r['size_yield_tuned']))} |"
+        )
+    lines.append("")
     for name, ds in sets.items():
-        a = an[name]
-        dim = _size_dim(ds)
-        for value in ds[dim].values:
-            r = a.sel({dim: value})
-            lines.append(
-                f"| {SETS[name]} | {_nm(value)} | {_pct(float(r['size_write_fidelity']))} | "
-                f"{float(r['size_effective_gain']):.3f} | "
-                f"[{float(r['size_gain_q1']):.3f}, {float(r['size_gain_q3']):.3f}] | "
-                f"{float(r['size_nominal_wire_gain']):.3f} | "
-                f"{100 * float(r['size_weight_spread']):.1f} | "
-                f"{float(r['size_chosen_gnorm']):g} | {_pct(float(r['size_yield_before']))} | "
-                f"{_pct(float(r['size_yield_tuned']))} |"
-            )
-        size_lines += _size_reading(name, ds, a, devices if name == "nist" else None)
-    lines += ["", *size_lines]
+        lines += _size_reading(name, ds, an[name], devices if name == "nist" else None)
     feats = a0.attrs.get("features", "")
     lines += [
         "",
@@ -1460,7 +1454,7 @@ def draw_figures(
     def finish(fig, stem):
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
-            fig.savefig(path, dpi=dpi, metadata=_metadata(fmt))
+            fig.savefig(path, dpi=dpi, metadata=figure_metadata(fmt))
             written.append(path)
         plt.close(fig)
 
@@ -1562,15 +1556,6 @@ def _shared_legend(fig, axes, ncol: int) -> None:
     )
 
 
-def _metadata(fmt: str) -> dict:
-    """File metadata without a time stamp, so unchanged figures are unchanged files."""
-    if fmt == "pdf":
-        return {"CreationDate": None, "Creator": "mcmtj"}
-    if fmt == "png":
-        return {"Software": "mcmtj"}
-    return {}
-
-
 # ------------------------------------------------------------------------- command
 
 
@@ -1620,9 +1605,8 @@ def main(
         ``"figures"``: the figure files.
     """
     _check_paper(paper)
-    log = log or _log_default
-    out = Path(out) if out is not None else Path("figures") / paper / ("quick" if quick else "")
-    results = Path(results) if results is not None else out / "results"
+    log = log or log_default
+    out, results = output_folders(paper, quick, out, results)
     sizes = QUICK if quick else _FULL
     studies = load_studies(paper, quick=quick, studies_dir=studies_dir, overrides=overrides)
     # the data are found and verified before anything is created
@@ -1634,10 +1618,7 @@ def main(
     stored.update({f"{n}_analysis": a for n, a in _ensure_analysis(
         results, studies, {n: stored[n] for n in SETS}, sizes["n_boot"], sizes["n_boot_paired"],
         log).items()})
-    out.mkdir(parents=True, exist_ok=True)
-    report = out / "REPORT.md"
-    write_report(stored, report, quick=quick)
-    log(f"wrote {report}")
-    figures = draw_figures(stored, out, formats=formats)
-    log(f"wrote {len(figures)} figure files to {out}")
+    report, figures = write_outputs(stored, out, write_report=write_report,
+                                    draw_figures=draw_figures, quick=quick, formats=formats,
+                                    log=log)
     return {"results": paths, "report": report, "figures": figures}

@@ -51,8 +51,8 @@ from mcmtj.physics.device import (
 from mcmtj.physics.maps import DeviceMap, load_device_map
 from mcmtj.run import schema
 
-__all__ = ["prepare", "Prepared", "make_plan", "run_block", "Plan", "count_names",
-           "check_inputs"]
+__all__ = ["prepare", "Prepared", "pack", "Packed", "make_plan", "run_block", "Plan",
+           "count_names", "check_inputs"]
 
 _MODES = {"ideal": WRITE_IDEAL, "fixed": WRITE_FIXED, "physics": WRITE_PHYSICS}
 #: instances of one solution handled by one parallel task inside the kernel
@@ -226,8 +226,13 @@ def circuit_on(study: Study) -> bool:
 
 
 @dataclass(frozen=True)
-class _Packed:
-    """Solution set and data laid out for the kernel."""
+class Packed:
+    """Solution set and data laid out for the kernel (made by :func:`pack`).
+
+    ``S`` solutions, ``L`` layers padded to the widest layer: ``R`` inputs, ``O`` outputs,
+    ``C = 2 O`` device columns (a differential pair per output); ``F`` features, ``N``
+    samples. The data are transposed (features first) and C-contiguous.
+    """
 
     states: np.ndarray  # (S, L, R, C) uint8
     weights: np.ndarray  # (S, L, R, O) float64
@@ -241,7 +246,23 @@ class _Packed:
     gram: np.ndarray
 
 
-def _pack(prep: Prepared, study: Study) -> _Packed:
+def pack(prep: Prepared, study: Study) -> Packed:
+    """Lay a prepared study's solutions and data out as the kernels (and the per-sample
+    rebuilds of the paper analyses) read them.
+
+    Parameters
+    ----------
+    prep : Prepared
+        From :func:`prepare`.
+    study : Study
+        Its ``network.eval_split`` picks the evaluated split.
+
+    Returns
+    -------
+    Packed
+        Device states, weights and biases per solution and layer, the layer sizes, the
+        evaluated and the training split, and the Gram matrix of the evaluated inputs.
+    """
     sol, data = prep.solutions, prep.data
     shapes = sol.layer_shapes
     n_layers = len(shapes)
@@ -264,7 +285,7 @@ def _pack(prep: Prepared, study: Study) -> _Packed:
     # and compiles the whole chunk kernel again for it (minutes)
     X_eval = np.require(X_eval.T, np.float64, ["C", "W"])
     X_train = np.require(data.X_train.T, np.float64, ["C", "W"])
-    return _Packed(
+    return Packed(
         states, weights, bias,
         np.array([n for n, _ in shapes], np.int64), np.array([m for _, m in shapes], np.int64),
         X_eval, np.require(y_eval, np.int64, ["C", "W"]), X_train,
@@ -288,7 +309,7 @@ def _threads(n: int | None):
         numba.set_num_threads(old)
 
 
-def _software(pk: _Packed, gnorms, fp, ip, X) -> np.ndarray:
+def _software(pk: Packed, gnorms, fp, ip, X) -> np.ndarray:
     S = pk.states.shape[0]
     out = np.empty((S, gnorms.size, X.shape[1]), np.int64)
     for s in range(S):
@@ -328,7 +349,7 @@ class Plan:
 
     study: Study
     prepared: Prepared
-    packed: _Packed
+    packed: Packed
     points: tuple[PointPlan, ...]
     gnorms: np.ndarray
     gnorm_list: list | None
@@ -380,7 +401,7 @@ def make_plan(study: Study, prepared: Prepared | None = None) -> Plan:
     prep = prepared or prepare(study)
     check_fit(prep.solutions.layer_shapes, study.array.rows, study.array.cols,
               study.array.tile_rows, study.array.tile_cols)
-    pk = _pack(prep, study)
+    pk = pack(prep, study)
     die = None
     if study.array.device_map:
         path = study.resolve_path(study.array.device_map)
@@ -522,7 +543,7 @@ def _verify_reference(point: Study, tiles: np.ndarray, arr_states: np.ndarray) -
     return ref
 
 
-def _tile_states(pk: _Packed, tiles: np.ndarray) -> np.ndarray:
+def _tile_states(pk: Packed, tiles: np.ndarray) -> np.ndarray:
     """Target states per physical array, shape (S, A, max rows used, max columns used)."""
     S = pk.states.shape[0]
     out = np.zeros((S, tiles.shape[0], tiles[:, 3].max(), tiles[:, 4].max()), np.uint8)
