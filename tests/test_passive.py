@@ -168,3 +168,21 @@ def test_write_ir_config_errors():
         with pytest.raises(mcmtj.ConfigError, match=text) as err:
             mcmtj.Study().replace(**{key: value})
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, solves", [
+    ({}, False),  # no line or driver resistance: the ideal bias, no solve per pulse
+    ({"read.r_wire": 2.0}, True),
+    ({"read.r_col": 1.0}, True),
+    ({"write.r_driver": 50.0}, True),
+    ({"read.r_wire": 2.0, "write.ir_solver": "off"}, False),
+])
+def test_write_solve_only_with_resistance_on_the_write_path(overrides, solves):
+    from mcmtj.kernels import _engine_kernels as K
+    from mcmtj.physics._circuit_kernels import IR_FAST, IR_OFF
+    from mcmtj.run.block import _param_vectors
+
+    study = mcmtj.Study().replace(**{"write.mode": "physics", "write.scheme": "v2",
+                                     **overrides})
+    _, ip = _param_vectors(study)
+    assert ip[K.I_IR_SOLVER] == (IR_FAST if solves else IR_OFF)
