@@ -12,7 +12,8 @@ self time (no call graphs: numba's frames have no frame pointers). Single thread
 
 Jobs: ``core`` (the core benchmark job), ``circuit`` (2 ohm rows and columns, V/2 disturb,
 verify: ``bench_circuit.py``'s first job), ``write_ir`` (physics writes through 2 ohm lines,
-fast solver, V/2, verify: ``bench_circuit.py``'s write-IR job). Needs ``perf`` on PATH.
+fast solver, V/2, verify: ``bench_circuit.py``'s write-IR job), ``physics_v2`` (the same
+writes without line resistance). Needs ``perf`` on PATH.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ JOBS = {
                 "write.disturb_rate": 1e-3, "write.verify": True},
     "write_ir": {"read.r_wire": 2.0, "write.scheme": "v2", "write.verify": True,
                  "write.mode": "physics", "write.ir_solver": "fast"},
+    # the write-IR job without any line resistance: what the writes cost before any solve
+    "physics_v2": {"write.scheme": "v2", "write.verify": True, "write.mode": "physics"},
 }
 
 
